@@ -1,0 +1,88 @@
+// kernels.h: the numeric kernels of the generic decoder, each forward next to its backward.
+//
+// Rules (docs/style.md §6.4-5): plain functions over float*, outputs first, then const inputs,
+// then sizes. Kernels never allocate (scratch comes from the caller) and never fail.
+// Backward kernels ACCUMULATE (+=) into every gradient they write, so that a tensor used twice
+// (tied embeddings, a residual) sums its gradients; any gradient pointer may be NULL, in which
+// case that gradient is not computed at all (backward computes only what is asked for).
+// Dimension letters: N rows (= B*T flattened), C channels, OC/IC out/in features, B batch,
+// T query positions, S key positions, H query heads, KV key/value heads, D head size, F d_ff.
+#ifndef KED_KERNELS_H
+#define KED_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- matmul (BLAS) -------------------------------------------------------------------------
+// out (N, OC) = inp (N, IC) @ w^T + bias;  w (OC, IC) row-major (PyTorch nn.Linear layout);
+// bias (OC) may be NULL.
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int IC, int OC);
+// dinp (N, IC) += dout @ w;  dw (OC, IC) += dout^T @ inp;  dbias (OC) += column sums of dout
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IC, int OC);
+
+// ---- normalisation ---------------------------------------------------------------------------
+// RMSNorm: out = x / sqrt(mean(x^2) + eps) * w.   rstd (N) is saved for backward.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     float eps);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C);
+// LayerNorm: out = (x - mean) * rstd * w + b.  mean, rstd (N) saved for backward; b may be NULL.
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, int N, int C, float eps);
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, int N, int C);
+
+// ---- rotary position embedding ------------------------------------------------------------------
+typedef enum {
+    ROPE_NEOX = 0, // "rotate half": pairs (i, i + rot/2)   (HF LLaMA, GPT-NeoX, Qwen2, Mistral)
+    ROPE_GPTJ = 1, // interleaved: pairs (2i, 2i + 1)        (GPT-J, llama2.c checkpoints)
+} rope_pairing;
+// x (N, H, D) rotated in place: the first `rot` dims of each head (rot even, <= D) by angle
+// pos[n] * inv_freq[i], inv_freq (rot/2) given by the caller (theta and any scaling live there).
+// Dims rot..D-1 pass through. backward: rotate by -angle (the map is orthogonal), in place on dx.
+void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H, int D, int rot,
+                  rope_pairing pairing);
+void rope_backward(float *dx, const int *pos, const float *inv_freq, int N, int H, int D, int rot,
+                   rope_pairing pairing);
+
+// ---- causal self-attention with grouped-query heads ----------------------------------------------
+// For each batch row b, query t (absolute position q_pos0 + t) attends to key s when
+//   s <= q_pos0 + t,  s < key_len[b],  and (window == 0 || q_pos0 + t - s < window).
+// q (B, T, H, D); k, v (B, S, KV, D) with H % KV == 0 (query head h uses kv head h / (H/KV));
+// out (B, T, H, D); att (B, H, T, S) holds the softmax probabilities, kept for backward.
+// Query rows with no allowed key (padding) get out = 0. Scale 1/sqrt(D).
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       const int *key_len, int B, int T, int S, int H, int KV, int D, int q_pos0,
+                       int window);
+// dq (B,T,H,D), dk, dv (B,S,KV,D) += ...; any may be NULL.
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v, int B, int T, int S, int H,
+                        int KV, int D);
+
+// ---- activations --------------------------------------------------------------------------------
+// GELU, tanh approximation (GPT-2 "gelu_new"): out (n) = gelu(inp); backward dinp += gelu'(inp)*dout
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+// gated SiLU (LLaMA MLP): out (n) = silu(gate) * up;   dgate, dup (n) += ...
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                     const float *up, size_t n);
+
+// ---- losses -------------------------------------------------------------------------------------
+// Masked cross-entropy. logits (N, V); target (N) with target[n] < 0 meaning "not scored".
+// Returns the mean over scored rows of -log softmax(logits[n])[target[n]] (0 if none scored).
+// If dlogits (N, V) is not NULL it is SET (not accumulated) to d(mean loss)/d(logits) * scale.
+// Numerically stable (max-subtracted, double accumulation).
+float crossentropy_forward_backward(float *dlogits, const float *logits, const int *target,
+                                    int N, int V, float scale);
+// KL(p || q) summed over V for each of N rows, averaged over rows, where p = softmax(logits_p)
+// is fixed (no gradient) and q = softmax(logits_q). dlogits_q (N, V) SET to d/dlogits_q * scale
+// (= (q - p) * scale / N) when not NULL.
+float kl_forward_backward(float *dlogits_q, const float *logits_p, const float *logits_q, int N,
+                          int V, float scale);
+// log-softmax of one row: out (V) = logits - logsumexp(logits)
+void log_softmax_row(float *out, const float *logits, int V);
+
+#endif

@@ -1,0 +1,48 @@
+// test.h: the few macros every ked test uses. A test is one program; it prints one line
+// per check that fails (and a summary), and exits non-zero when any check failed, so that
+// tests/run.sh can count it. Tests run from the repository root (paths like tests/data/...).
+#ifndef KED_TEST_H
+#define KED_TEST_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_checks_, test_failures_;
+
+// CHECK(cond, fmt, ...): count a check; on failure print where and why.
+#define CHECK(cond, ...)                                                            \
+    do {                                                                            \
+        test_checks_++;                                                             \
+        if (!(cond)) {                                                              \
+            test_failures_++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                           \
+            fprintf(stderr, "\n");                                                  \
+        }                                                                           \
+    } while (0)
+
+// CHECK_OK(status_expr, err): a ked call that must succeed; prints the library's message.
+#define CHECK_OK(expr, err)                                                         \
+    do {                                                                            \
+        int st_ = (int)(expr);                                                      \
+        CHECK(st_ == 0, "%s", (err)->msg);                                          \
+    } while (0)
+
+// max |a-b| over n floats, and where it is
+static inline float test_maxdiff(const float *a, const float *b, size_t n, size_t *where) {
+    float m = 0; size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (d > m || d != d) { m = d; w = i; if (d != d) { m = INFINITY; break; } }
+    }
+    if (where) *where = w;
+    return m;
+}
+
+// finish: print the summary of this program and return its exit code
+static inline int test_finish(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, test_checks_, test_failures_);
+    return test_failures_ ? 1 : 0;
+}
+#endif
