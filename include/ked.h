@@ -65,6 +65,18 @@ typedef struct {
 const char *ked_status_name(ked_status st);
 
 /* ------------------------------------------------------------------------------------------ */
+/* element types of stored tensors                                                              */
+
+typedef enum {
+    KED_F32 = 0, KED_F16, KED_BF16, KED_F64, KED_I8, KED_U8, KED_I16, KED_I32, KED_I64, KED_BOOL,
+    KED_DTYPE_COUNT
+} ked_dtype;
+
+// ked_dtype_name: "F32", "BF16", ... as safetensors spells them; ked_dtype_size: bytes per element.
+const char *ked_dtype_name(ked_dtype t);
+size_t ked_dtype_size(ked_dtype t);
+
+/* ------------------------------------------------------------------------------------------ */
 /* tokenizers (src/tokenizer/)                                                                 */
 /* KED-SECTION tokenizer: begin */
 /* KED-SECTION tokenizer: end */

@@ -159,3 +159,14 @@ void ked_abort_(const char *file, int line, const char *what) {
     fprintf(stderr, "ked: internal error at %s:%d: assertion '%s' failed\n", file, line, what);
     abort();
 }
+
+const char *ked_dtype_name(ked_dtype t) {
+    static const char *names[KED_DTYPE_COUNT] = {"F32", "F16", "BF16", "F64", "I8",
+                                                 "U8",  "I16", "I32",  "I64", "BOOL"};
+    return (unsigned)t < KED_DTYPE_COUNT ? names[t] : "?";
+}
+
+size_t ked_dtype_size(ked_dtype t) {
+    static const size_t sizes[KED_DTYPE_COUNT] = {4, 2, 2, 8, 1, 1, 2, 4, 8, 1};
+    return (unsigned)t < KED_DTYPE_COUNT ? sizes[t] : 0;
+}
