@@ -21,6 +21,12 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, IC) += dout @ w;  dw (OC, IC) += dout^T @ inp;  dbias (OC) += column sums of dout
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IC, int OC);
+// the same two contracts as plain loops (no BLAS): the algorithmic reference the tests compare
+// matmul_forward/_backward against
+void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias,
+                          int N, int IC, int OC);
+void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int N, int IC, int OC);
 
 // ---- normalisation ---------------------------------------------------------------------------
 // RMSNorm: out = x / sqrt(mean(x^2) + eps) * w.   rstd (N) is saved for backward.
@@ -52,7 +58,10 @@ void rope_backward(float *dx, const int *pos, const float *inv_freq, int N, int 
 //   s <= q_pos0 + t,  s < key_len[b],  and (window == 0 || q_pos0 + t - s < window).
 // q (B, T, H, D); k, v (B, S, KV, D) with H % KV == 0 (query head h uses kv head h / (H/KV));
 // out (B, T, H, D); att (B, H, T, S) holds the softmax probabilities, kept for backward.
-// Query rows with no allowed key (padding) get out = 0. Scale 1/sqrt(D).
+// key_len[b] (clamped to S; key_len NULL means S for every row) is the length of row b: query
+// rows at positions q_pos0 + t >= key_len[b] are right padding and get out = 0 and an all-zero
+// att row (so backward gives them no gradient); in decode key_len[b] counts the query itself
+// (>= q_pos0 + 1). Scale 1/sqrt(D).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const int *key_len, int B, int T, int S, int H, int KV, int D, int q_pos0,
                        int window);

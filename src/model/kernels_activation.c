@@ -1,0 +1,68 @@
+// kernels_activation.c: elementwise MLP activations, forward next to backward.
+//   GELU, tanh approximation (GPT-2 "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+//   SwiGLU (LLaMA MLP): silu(gate) * up, silu(g) = g * sigmoid(g)
+// Elementwise, so threads over large n give bit-identical results for any thread count.
+// Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
+// Built with -O3, not -ffast-math (llm.c's GELU broke under -Ofast: tanhf needs inf/nan intact).
+#include <math.h>
+
+#include "model/kernels.h"
+
+#define ACT_PAR_MIN ((size_t)1 << 16)
+#define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
+
+// ---- GELU ------------------------------------------------------------------------------------
+
+void gelu_forward(float *out, const float *inp, size_t n) {
+    // out (n), inp (n)
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = 0.5f * x * (1.0f + tanhf(u));
+    }
+}
+
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    // dinp (n), dout (n), inp (n)
+    if (!dinp) return;
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        // forward: out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+        // => dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float t = tanhf(u);
+        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        dinp[i] += grad * dout[i];
+    }
+}
+
+// ---- SwiGLU ----------------------------------------------------------------------------------
+
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    // out (n), gate (n), up (n)
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float sig = 1.0f / (1.0f + expf(-g)); // expf(-g) -> inf gives sig = 0, no nan
+        out[i] = g * sig * up[i];             // silu(gate) * up
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                     const float *up, size_t n) {
+    // dgate (n), dup (n), dout (n), gate (n), up (n)
+    if (!dgate && !dup) return;
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float sig = 1.0f / (1.0f + expf(-g));
+        // forward: out = g * sig(g) * up
+        // => dup   += dout * g sig(g)
+        // => dgate += dout * up * sig(g) (1 + g (1 - sig(g)))    (d silu/dg)
+        if (dup) dup[i] += dout[i] * g * sig;
+        if (dgate) dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}
