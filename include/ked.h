@@ -79,11 +79,212 @@ size_t ked_dtype_size(ked_dtype t);
 /* ------------------------------------------------------------------------------------------ */
 /* tokenizers (src/tokenizer/)                                                                 */
 /* KED-SECTION tokenizer: begin */
+// A tokenizer turns text into token ids and back, id for id as the model's own tokenizer does.
+// Formats: Hugging Face tokenizer.json (BPE: byte-level like GPT-2/Qwen2/LLaMA-3, or
+// SentencePiece-style with U+2581 and byte fallback like LLaMA-2/Mistral), GPT-2 vocab.json +
+// merges.txt, llama2.c tokenizer.bin. See docs/tokenizers.md.
+typedef struct ked_tokenizer ked_tokenizer;
+typedef struct { size_t start, end; } ked_span; // byte span [start, end) in the input
+
+// ked_tokenizer_load: path is a tokenizer.json file, a llama2.c tokenizer file (tokenizer.bin,
+// tok*.bin), or a directory holding tokenizer.json, vocab.json + merges.txt, tokenizer.bin or
+// a tok*.bin llama2.c tokenizer (tried in that order). tokenizer_config.json beside a
+// tokenizer.json decides BOS/EOS (add_bos_token, add_eos_token, bos_token, eos_token).
+ked_status ked_tokenizer_load(const char *path, ked_tokenizer **out, ked_error *err);
+void ked_tokenizer_free(ked_tokenizer *t);
+int ked_tokenizer_vocab_size(const ked_tokenizer *t); // 1 + the largest id
+int ked_tokenizer_bos(const ked_tokenizer *t);        // -1 if none
+int ked_tokenizer_eos(const ked_tokenizer *t);        // -1 if none
+const char *ked_tokenizer_kind(const ked_tokenizer *t); // e.g. "tokenizer.json (BPE, byte-level)"
+
+// ked_tokenizer_encode: encode len bytes of text (any bytes; invalid UTF-8 is encoded as raw
+// bytes by byte-level tokenizers and as U+FFFD by SentencePiece-style ones). add_special: add
+// BOS/EOS as the tokenizer's config says. *ids and *spans (spans may be NULL if not wanted) are
+// malloc'd arrays of *n entries, freed by the caller. spans[i] is the byte span of token i in
+// text as given (before normalisation); BOS/EOS get empty spans at 0 and len. Thread-safe.
+ked_status ked_tokenizer_encode(const ked_tokenizer *t, const char *text, size_t len, int add_special,
+                                int **ids, ked_span **spans, int *n, ked_error *err);
+// ked_tokenizer_decode: the text of n ids as a malloc'd NUL-terminated string. skip_special:
+// leave out special tokens (BOS, EOS, ...). The exact inverse of encode where the vocabulary
+// covers the input (byte-fallback <0xNN> pieces and byte-level pieces give back raw bytes).
+ked_status ked_tokenizer_decode(const ked_tokenizer *t, const int *ids, int n, int skip_special,
+                                char **text, ked_error *err);
+// ked_tokenizer_decode_len: as decode, but also gives the byte length (text may hold NUL bytes).
+ked_status ked_tokenizer_decode_len(const ked_tokenizer *t, const int *ids, int n, int skip_special,
+                                    char **text, size_t *len, ked_error *err);
+const char *ked_tokenizer_piece(const ked_tokenizer *t, int id); // raw vocabulary string, NULL if out of range
+// ked_tokenizer_token_id: the id of a vocabulary string (added tokens included), -1 if none.
+int ked_tokenizer_token_id(const ked_tokenizer *t, const char *piece);
+
+// streaming decode for generation: push ids one at a time, get back only complete UTF-8 text
+// (bytes that do not start a valid UTF-8 character come out as U+FFFD; flush ends an unfinished
+// character as U+FFFD). Special tokens are left out.
+typedef struct ked_detok ked_detok;
+ked_status ked_detok_new(const ked_tokenizer *t, ked_detok **out, ked_error *err);
+ked_status ked_detok_push(ked_detok *d, int id, char **text, ked_error *err); // *text malloc'd, may be ""
+ked_status ked_detok_flush(ked_detok *d, char **text, ked_error *err);
+void ked_detok_free(ked_detok *d);
 /* KED-SECTION tokenizer: end */
 
 /* ------------------------------------------------------------------------------------------ */
 /* models (src/io, src/model)                                                                  */
 /* KED-SECTION model: begin */
+
+// The architecture of a decoder, read from config.json (or a llama2.c header) through the
+// model's family table. One generic decoder runs every family (design.md §2).
+typedef enum { KED_NORM_LAYERNORM = 0, KED_NORM_RMSNORM } ked_norm_kind;
+typedef enum { KED_POS_LEARNED = 0, KED_POS_ROTARY } ked_pos_kind;
+typedef enum { KED_BLOCK_SEQUENTIAL = 0, KED_BLOCK_PARALLEL } ked_block_kind;
+typedef enum { KED_MLP_GELU = 0, KED_MLP_GATED_SILU } ked_mlp_kind;
+
+typedef struct {
+    char family[32];          // "llama", "gpt2", ...
+    int n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, max_pos;
+    ked_norm_kind norm;
+    float norm_eps;
+    ked_pos_kind pos;
+    int rot_dim;              // rotary dims per head (== head_dim for full rotary)
+    int rope_interleaved;     // 1: GPT-J pairing (2i, 2i+1); 0: NeoX / HF LLaMA rotate-half
+    float rope_theta;
+    ked_block_kind block;
+    int parallel_shared_norm; // parallel block whose MLP reads the attention's norm (GPT-J)
+    ked_mlp_kind mlp;
+    int qkv_bias, o_bias, mlp_bias, head_bias, norm_bias;
+    int tied_head;            // the lm head is the token embedding
+    int window;               // sliding-window attention span (0: none)
+    int bos_id, eos_id;       // -1 when unknown
+} ked_config;
+
+typedef struct ked_model ked_model;
+
+// ked_model_load: load a model from `path`: a Hugging Face directory (config.json +
+// model.safetensors or a sharded model.safetensors.index.json), a .safetensors file beside its
+// config.json, or a llama2.c checkpoint (a .bin file, or a directory holding one). Every tensor
+// is validated (name, shape, dtype) before use; f32 tensors already in ked's layout are used in
+// place from the read-only memory map, others are converted once. On error *out is untouched
+// and err names the file and the tensor or config field.
+ked_status ked_model_load(const char *path, ked_model **out, ked_error *err);
+void ked_model_free(ked_model *m);
+const ked_config *ked_model_config(const ked_model *m);
+const char *ked_model_path(const ked_model *m);    // the path it was loaded from
+const char *ked_model_format(const ked_model *m);  // "safetensors" or "llama2.c"
+int64_t ked_model_n_params(const ked_model *m);    // parameters (a tied head counted once)
+size_t ked_model_weight_bytes(const ked_model *m); // bytes the weights occupy in memory
+// ked_model_file_dtype: the dtype the weights have in the file (the most common one)
+ked_dtype ked_model_file_dtype(const ked_model *m);
+
+// ---- parameters, named as in the family's Hugging Face checkpoints ------------------------------
+// Parameter tensors are addressed by their HF names and shown in the HF layout (GPT-2 Conv1D
+// (in, out); GPT-2's fused c_attn as one tensor), whatever ked holds internally. A llama2.c
+// checkpoint is seen as the HF LLaMA checkpoint it converts to.
+int ked_model_n_tensors(const ked_model *m);
+// ked_model_tensor_name: HF name of tensor i (0 <= i < ked_model_n_tensors), NULL if out of range
+const char *ked_model_tensor_name(const ked_model *m, int i);
+// ked_model_tensor_shape: shape in the HF layout; returns ndim (1 or 2), -1 for an unknown name
+int ked_model_tensor_shape(const ked_model *m, const char *name, int64_t shape[2]);
+// ked_model_tensor_read: copy a tensor (values, or its gradient when grad = 1) in HF layout into
+// out (numel floats). Gradients exist only for tensors given to ked_model_grad_enable.
+ked_status ked_model_tensor_read(const ked_model *m, const char *name, int grad, float *out,
+                                 ked_error *err);
+// ked_model_grad_enable: allocate (zeroed) gradient buffers for the tensor with this HF name
+// ("*" for all), so that ked_backward accumulates its gradient. Only these are computed.
+ked_status ked_model_grad_enable(ked_model *m, const char *name, ked_error *err);
+void ked_model_grad_zero(ked_model *m);
+
+// ---- hooks: the only door editors use into the runtime (design.md §2) ---------------------------
+typedef enum {
+    KED_HOOK_RESID_IN = 0, // residual stream entering layer l                 (d_model)
+    KED_HOOK_ATTN_OUT,     // attention block output, before the residual add  (d_model)
+    KED_HOOK_MLP_IN,       // the normalised input of the MLP                  (d_model)
+    KED_HOOK_MLP_KEY,      // input of the MLP's output projection: the ROME/MEMIT key (d_ff)
+    KED_HOOK_MLP_OUT,      // MLP output, before the residual add               (d_model)
+    KED_HOOK_RESID_OUT,    // residual stream leaving layer l                   (d_model)
+    KED_HOOK_COUNT
+} ked_hook_point;
+const char *ked_hook_point_name(ked_hook_point p); // "resid_in", ..., "resid_out"
+int ked_hook_point_parse(const char *name);          // -1 if unknown
+
+// A hook acts at n sites (row[i], pos[i]) of point `point` of layer `layer`. Each pointer is
+// optional: `add` (n, width) is added to the activation there; `capture` (n, width) receives the
+// activation (after the addition); `grad` (n, width) receives, from ked_backward, the gradient
+// of the loss with respect to the activation there (= with respect to `add`).
+typedef struct {
+    ked_hook_point point;
+    int layer;
+    int n;
+    const int *row, *pos;  // (n)
+    const float *add;      // (n, width) or NULL
+    float *capture;        // (n, width) or NULL
+    float *grad;           // (n, width) or NULL
+} ked_hook;
+
+// A run holds the activations of one batch shape (B rows, up to T positions each) for forward
+// and backward, and the key/value cache for incremental decoding (capacity S positions).
+typedef struct ked_run ked_run;
+// ked_run_new: allocate everything a forward (and, with backward = 1, a backward) of up to
+// B x T tokens needs, with a key/value cache of S >= T positions. Forward and backward never
+// allocate afterwards.
+ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
+                       ked_error *err);
+void ked_run_free(ked_run *r);
+size_t ked_run_bytes(const ked_run *r);
+
+typedef struct {
+    const ked_hook *hooks;
+    int n_hooks;
+    int stop_after_layer;  // -1: run every layer and the head; l: stop after layer l (no logits)
+    int start_layer;       // > 0: reuse layers below it from the previous forward of this run
+                           //      that had cache_layer == start_layer (same ids, same hooks below)
+    int cache_layer;       // > 0: remember the residual entering this layer for a later start_layer
+    const int *logit_idx;  // compute logits only at these flattened b*T+t indices (NULL: all)
+    int n_logit;
+    int pos0;              // position of the first token (> 0 only for incremental decoding)
+} ked_forward_opts;
+ked_forward_opts ked_forward_defaults(void);
+
+// ked_forward: run the decoder on ids (B, T) (row b valid for its first len[b] tokens; len may
+// be NULL for all T; right padding never changes a valid position's result). With pos0 > 0 the
+// tokens continue the sequence held in the run's key/value cache (incremental decoding; then
+// every row has the same length). Logits are left in the run: ked_run_logits.
+ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, int T,
+                       const int *len, const ked_forward_opts *opts, ked_error *err);
+// ked_run_logits: (n_logit, V) logits of the last forward (n_logit = B*T when opts.logit_idx
+// was NULL), and ked_run_dlogits: a buffer of the same shape for the loss gradient.
+float *ked_run_logits(ked_run *r, int *n_rows);
+float *ked_run_dlogits(ked_run *r);
+
+// ked_backward: given d loss / d logits in ked_run_dlogits (for the logit rows of the last
+// forward), accumulate the gradients of enabled parameters and fill the `grad` buffers of the
+// last forward's hooks. Layers below the lowest hook or enabled parameter are not visited.
+// The hooks array given to the forward must still be alive.
+ked_status ked_backward(ked_model *m, ked_run *r, ked_error *err);
+
+// losses over the last forward's logits; each fills ked_run_dlogits (when want_grad) and
+// returns the loss. targets (n_logit) with -1 (or any negative) meaning "not scored".
+float ked_loss_crossentropy(ked_run *r, const int *targets, int want_grad);
+// KL(p || q) averaged over rows, p = softmax(logits_p) fixed (n_logit, V), q = this run's logits
+float ked_loss_kl(ked_run *r, const float *logits_p, int want_grad);
+
+// ---- generation ----------------------------------------------------------------------------------
+typedef struct {
+    int max_new;           // tokens to generate (default 64)
+    float temperature;     // 0: greedy argmax (default)
+    int top_k;             // 0: off
+    float top_p;           // 1: off
+    uint64_t seed;
+    int stop_at_eos;       // stop at the model's EOS (and a BOS, as llama2.c does); default 1
+} ked_generate_opts;
+ked_generate_opts ked_generate_defaults(void);
+
+// ked_generate: continue `prompt` (n ids) with KV-cached incremental decoding. out receives the
+// prompt followed by the new tokens (at most cap ids); *n_out is how many. on_token, when not
+// NULL, is called with each new id as it is produced (for streaming output).
+ked_status ked_generate(const ked_model *m, const int *prompt, int n, const ked_generate_opts *o,
+                        int *out, int cap, int *n_out, void (*on_token)(int id, void *user),
+                        void *user, ked_error *err);
+
+// ked_set_threads: threads for BLAS and ked's own loops (0: the default, all cores).
+void ked_set_threads(int n);
 /* KED-SECTION model: end */
 
 #ifdef __cplusplus

@@ -1,0 +1,142 @@
+// model.h: the in-memory model: config, parameter slots, family tables, runs. Internal.
+//
+// Every family is described by a table (family.c): how its config.json reads into ked_config,
+// and which HF tensor fills which parameter slot with which layout transform. The generic decoder
+// (decoder.c) only ever sees slots, in one layout: linear weights (out, in) as nn.Linear stores
+// them, biases (out), norms (C), embeddings (V, C).
+#ifndef KED_MODEL_H
+#define KED_MODEL_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "io/safetensors.h"
+#include "model/kernels.h"
+
+// parameter slots of one layer
+typedef enum {
+    P_ATTN_NORM_W = 0, P_ATTN_NORM_B,
+    P_WQ, P_BQ, P_WK, P_BK, P_WV, P_BV, P_WO, P_BO,
+    P_MLP_NORM_W, P_MLP_NORM_B,
+    P_WGATE, P_BGATE, P_WUP, P_BUP, P_WDOWN, P_BDOWN,
+    P_LAYER_COUNT
+} layer_slot;
+// parameter slots of the whole model
+typedef enum {
+    G_EMBED = 0, G_POS_EMBED, G_FINAL_NORM_W, G_FINAL_NORM_B, G_HEAD_W, G_HEAD_B, G_COUNT
+} global_slot;
+
+// index of a slot in ked_model.params
+#define PARAM_GLOBAL(g) (g)
+#define PARAM_LAYER(l, s) (G_COUNT + (l) * P_LAYER_COUNT + (s))
+
+typedef struct {
+    float *w;        // (rows, cols) row-major, ked layout; NULL when the slot is unused
+    float *grad;     // same shape; NULL unless enabled
+    int64_t rows, cols; // cols == 1 for vectors
+    int owned;       // w was malloc'd (converted); otherwise it points into a memory map
+} ked_param;
+
+// how an HF tensor maps onto slots
+typedef enum {
+    T_COPY = 0,      // same layout
+    T_TRANSPOSE,     // GPT-2 Conv1D: file (in, out) -> slot (out, in)
+    T_SPLIT3_TRANSPOSE, // GPT-2 c_attn weight: file (in, 3*out) -> q, k, v slots (out, in)
+    T_SPLIT3,        // GPT-2 c_attn bias: file (3*out) -> q, k, v bias slots
+} tensor_transform;
+
+typedef struct {
+    const char *pattern;   // HF name; "%d" stands for the layer index
+    int slot[3];           // layer_slot (pattern has %d) or global_slot; [1], [2] for SPLIT3
+    tensor_transform transform;
+} family_tensor;
+
+typedef struct family {
+    const char *name;                 // "llama", "gpt2"
+    const char *const *model_types;   // config.json "model_type" values, NULL-terminated
+    const char *const *architectures; // config.json "architectures" values, NULL-terminated
+    const char *const *prefixes;      // optional name prefixes (GPT-2: "transformer."), NULL-terminated
+    const char *const *ignored;       // tensor names to skip (buffers), "%d" allowed, NULL-terminated
+    // read config.json into cfg; errors name `path` and the field
+    ked_status (*read_config)(json_t *root, const char *path, ked_config *cfg, ked_error *err);
+    const family_tensor *tensors;
+    int n_tensors;
+} family;
+
+const family *family_find(const char *model_type, json_t *architectures);
+const family *family_by_name(const char *name);
+// family_tensor_count: number of HF tensors a model of this config has (per-layer entries count
+// once per layer; optional biases/heads only when the config has them)
+int family_tensor_present(const family *f, const family_tensor *t, const ked_config *cfg);
+
+struct ked_model {
+    ked_config cfg;
+    const family *fam;
+    char *path;
+    const char *format;       // "safetensors" or "llama2.c"
+    ked_dtype file_dtype;
+    ked_param *params;        // G_COUNT + n_layer * P_LAYER_COUNT
+    int n_params;
+    float *inv_freq;          // (rot_dim / 2) rotary inverse frequencies
+    st_set *st;               // open safetensors (memory maps the params may point into)
+    void *map;                // llama2.c checkpoint map
+    size_t map_len;
+    // HF tensor names of this model, in file order (for inspect, tensor_read, save)
+    char **names;
+    int n_names;
+};
+
+ked_param *model_param(const ked_model *m, int layer, int slot); // layer < 0: global slot
+// fill cfg's derived fields and check consistency; errors name `path`
+ked_status config_finish(ked_config *cfg, const char *path, ked_error *err);
+
+// loaders
+ked_status load_hf(const char *path, ked_model *m, ked_error *err);
+ked_status load_llama2c(const char *path, ked_model *m, ked_error *err);
+
+// ---- runs (activations) -------------------------------------------------------------------------
+typedef struct {
+    float *resid_in;             // (N, C) residual entering the layer
+    float *h1, *h1_mean, *h1_rstd; // (N, C), (N), (N) attention norm output and its statistics
+    float *q;                    // (N, H*D) queries after rotary
+    float *k, *v;                // (B, S, KV, D) the layer's key/value cache
+    float *att;                  // (B, H, T, S) attention probabilities
+    float *atty;                 // (N, H*D) attention output before o_proj
+    float *attn_out;             // (N, C)
+    float *mid;                  // (N, C) residual after attention (sequential blocks)
+    float *h2, *h2_mean, *h2_rstd; // (N, C) the MLP's normalised input (mlp_in) and statistics
+    float *pre_gate, *pre_up;    // (N, F) pre-activations (GELU MLP: pre_up only)
+    float *key;                  // (N, F) mlp_key
+    float *mlp_out;              // (N, C)
+} layer_acts;
+
+struct ked_run {
+    const ked_model *m;
+    int B, T, S, backward;
+    int cur_T;                   // T of the last forward
+    int cur_pos0;
+    int *key_len;                // (B)
+    int *ids;                    // (B, T) of the last forward
+    int *len;                    // (B)
+    int *pos;                    // (B*T) positions
+    layer_acts *L;               // (n_layer)
+    float *resid_final;          // (N, C) residual after the last layer
+    float *hf, *hf_mean, *hf_rstd; // (N, C) final norm output
+    float *sel;                  // (N, C) gathered final-norm rows for the selected logits
+    float *logits, *dlogits;     // (N, V)
+    int n_logit;
+    int *logit_idx;              // (N) flattened indices of the logit rows
+    float *cache_resid;          // (N, C) residual entering cache_layer (for start_layer reuse)
+    int cache_layer;
+    int stopped_after;           // layer the last forward stopped after (n_layer-1: full)
+    const ked_hook *hooks;       // of the last forward
+    int n_hooks;
+    // backward scratch
+    float *d_resid, *d_h, *d_mid, *d_atty, *d_q, *d_k, *d_v, *d_key, *d_gate, *d_up, *d_sel;
+    void *block;                 // the one allocation everything above points into
+    size_t bytes;
+};
+
+int hook_width(const ked_config *cfg, ked_hook_point p);
+
+#endif

@@ -1,0 +1,129 @@
+// run.c: a run's memory: every activation a forward keeps for its backward, the key/value cache,
+// logits, and the backward's scratch, carved out of one allocation sized up front (a forward or
+// backward never allocates; docs/style.md §6.1).
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+int hook_width(const ked_config *c, ked_hook_point p) {
+    return p == KED_HOOK_MLP_KEY ? c->d_ff : c->d_model;
+}
+
+static const char *hook_names[KED_HOOK_COUNT] = {"resid_in", "attn_out", "mlp_in",
+                                                 "mlp_key",  "mlp_out",  "resid_out"};
+const char *ked_hook_point_name(ked_hook_point p) {
+    return (unsigned)p < KED_HOOK_COUNT ? hook_names[p] : "?";
+}
+int ked_hook_point_parse(const char *name) {
+    for (int i = 0; i < KED_HOOK_COUNT; i++)
+        if (!strcmp(name, hook_names[i])) return i;
+    return -1;
+}
+
+// carve: hand out n floats from the block (64-byte aligned); with base == NULL only count
+typedef struct { char *base; size_t off; } carver;
+static float *carve(carver *cv, size_t n) {
+    size_t off = (cv->off + 63) & ~(size_t)63;
+    cv->off = off + n * sizeof(float);
+    return cv->base ? (float *)(cv->base + off) : NULL;
+}
+
+// lay out every buffer; with cv->base == NULL this only measures
+static void layout(ked_run *r, carver *cv) {
+    const ked_config *c = &r->m->cfg;
+    size_t B = (size_t)r->B, T = (size_t)r->T, S = (size_t)r->S, N = B * T;
+    size_t C = (size_t)c->d_model, HD = (size_t)c->n_head * c->head_dim;
+    size_t KVD = (size_t)c->n_kv_head * c->head_dim, F = (size_t)c->d_ff, V = (size_t)c->vocab;
+    size_t H = (size_t)c->n_head;
+    int gated = c->mlp == KED_MLP_GATED_SILU;
+    // without a backward the layers share one set of activations (only the KV cache is per layer)
+    layer_acts shared = {0};
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_acts *a = &r->L[l];
+        if (r->backward || l == 0) {
+            a->resid_in = carve(cv, N * C);
+            a->h1 = carve(cv, N * C); a->h1_mean = carve(cv, N); a->h1_rstd = carve(cv, N);
+            a->q = carve(cv, N * HD);
+            a->att = carve(cv, B * H * T * S);
+            a->atty = carve(cv, N * HD);
+            a->attn_out = carve(cv, N * C);
+            a->mid = carve(cv, N * C);
+            a->h2 = carve(cv, N * C); a->h2_mean = carve(cv, N); a->h2_rstd = carve(cv, N);
+            a->pre_gate = gated ? carve(cv, N * F) : NULL;
+            a->pre_up = carve(cv, N * F);
+            a->key = carve(cv, N * F);
+            a->mlp_out = carve(cv, N * C);
+            shared = *a;
+        } else {
+            *a = shared;
+        }
+        a->k = carve(cv, B * S * KVD);
+        a->v = carve(cv, B * S * KVD);
+    }
+    r->resid_final = carve(cv, N * C);
+    r->hf = carve(cv, N * C); r->hf_mean = carve(cv, N); r->hf_rstd = carve(cv, N);
+    r->sel = carve(cv, N * C);
+    r->logits = carve(cv, N * V);
+    r->cache_resid = carve(cv, N * C);
+    if (r->backward) {
+        r->dlogits = carve(cv, N * V);
+        r->d_resid = carve(cv, N * C); r->d_h = carve(cv, N * C); r->d_mid = carve(cv, N * C);
+        r->d_atty = carve(cv, N * HD); r->d_q = carve(cv, N * HD);
+        r->d_k = carve(cv, B * S * KVD); r->d_v = carve(cv, B * S * KVD);
+        r->d_key = carve(cv, N * F); r->d_gate = carve(cv, N * F); r->d_up = carve(cv, N * F);
+        r->d_sel = carve(cv, N * C);
+    }
+}
+
+ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
+                       ked_error *err) {
+    if (B <= 0 || T <= 0 || S < T)
+        return ked_fail(err, KED_ERR_ARG, "run shape B=%d T=%d S=%d: need B, T > 0 and S >= T", B,
+                        T, S);
+    if (S > m->cfg.max_pos && m->cfg.pos == KED_POS_LEARNED)
+        return ked_fail(err, KED_ERR_ARG, "%d positions exceed the model's %d learned positions",
+                        S, m->cfg.max_pos);
+    ked_run *r = ked_calloc(1, sizeof *r, "run", err);
+    if (!r) return KED_ERR_NOMEM;
+    r->m = m; r->B = B; r->T = T; r->S = S; r->backward = backward;
+    size_t N = (size_t)B * T;
+    r->L = ked_calloc((size_t)m->cfg.n_layer, sizeof(layer_acts), "run layers", err);
+    r->key_len = ked_calloc((size_t)B, sizeof(int), "run", err);
+    r->len = ked_calloc((size_t)B, sizeof(int), "run", err);
+    r->ids = ked_calloc(N, sizeof(int), "run", err);
+    r->pos = ked_calloc(N > (size_t)S ? N : (size_t)S, sizeof(int), "run", err);
+    r->logit_idx = ked_calloc(N, sizeof(int), "run", err);
+    if (!r->L || !r->key_len || !r->len || !r->ids || !r->pos || !r->logit_idx) {
+        ked_run_free(r);
+        return KED_ERR_NOMEM;
+    }
+    carver cv = {NULL, 0};
+    layout(r, &cv);
+    r->bytes = cv.off + 64;
+    r->block = ked_malloc(r->bytes, "run activations", err);
+    if (!r->block) { ked_run_free(r); return KED_ERR_NOMEM; }
+    cv.base = (char *)(((uintptr_t)r->block + 63) & ~(uintptr_t)63);
+    cv.off = 0;
+    layout(r, &cv);
+    r->cache_layer = -1;
+    r->stopped_after = -1;
+    *out = r;
+    return KED_OK;
+}
+
+void ked_run_free(ked_run *r) {
+    if (!r) return;
+    free(r->block); free(r->L); free(r->key_len); free(r->len); free(r->ids); free(r->pos);
+    free(r->logit_idx);
+    free(r);
+}
+
+size_t ked_run_bytes(const ked_run *r) { return r->bytes; }
+
+float *ked_run_logits(ked_run *r, int *n_rows) {
+    if (n_rows) *n_rows = r->n_logit;
+    return r->logits;
+}
+
+float *ked_run_dlogits(ked_run *r) { return r->dlogits; }
