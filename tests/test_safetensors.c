@@ -274,8 +274,25 @@ static void test_round_trip(void) {
     CHECK(out[0] == 42.0f && st_find(f, "scalar")->numel == 1, "scalar");
     CHECK_OK(st_to_f32(f, st_find(f, "empty"), NULL, &e), &e);
     EXPECT_ERR(st_to_f32(f, st_find(f, "ids"), out, &e), &e, KED_ERR_UNSUPPORTED, p, "'ids'", "I64");
+    // rewrite the file in place from its own mapping (reversed order), then read it back
+    st_write_tensor rev[8];
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = st_get(f, n - 1 - i);
+        rev[i] = (st_write_tensor){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(rev[i].shape, t->shape, sizeof t->shape);
+    }
+    CHECK_OK(st_write(p, rev, n, NULL, NULL, 0, &e), &e);
     st_close(f);
     st_close(NULL);
+    f = NULL;
+    CHECK_OK(st_open(p, &f, &e), &e);
+    for (int i = 0; f && i < n; i++) {
+        const st_tensor *t = st_find(f, ts[i].name);
+        CHECK(t && st_get(f, n - 1 - i) == t && (t->nbytes == 0 ||
+              memcmp(t->data, ts[i].data, t->nbytes) == 0), "in-place rewrite: %s", ts[i].name);
+    }
+    CHECK(f && st_metadata_count(f) == 0, "in-place rewrite: no metadata");
+    st_close(f);
 
     // no metadata, no tensors
     CHECK_OK(st_write(p, NULL, 0, NULL, NULL, 0, &e), &e);
