@@ -51,22 +51,26 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC  $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libked.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/ked: $(CLI_OBJ) $(BUILD)/libked.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libked.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libked.a -o $@ $(LDLIBS)
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) -Itests $< $(BUILD)/libked.a -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libked.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libked.a -o $@ $(LDLIBS)
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libked.a -o $@ $(LDLIBS)
 
 # the whole suite, heavy tests included
 test: deps

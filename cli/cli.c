@@ -53,7 +53,7 @@ int cli_parse_float(const char *s, double lo, double hi, double *out) {
     return 1;
 }
 
-static double now_s(void) {
+double ked_time_s_cli(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -61,11 +61,11 @@ static double now_s(void) {
 
 void cli_timing_start(cli_timing *t) {
     memset(t, 0, sizeof *t);
-    t->t_start = now_s();
+    t->t_start = ked_time_s_cli();
 }
 
 void cli_timing_print(const cli_timing *t) {
-    double total = now_s() - t->t_start;
+    double total = ked_time_s_cli() - t->t_start;
     fprintf(stderr, "\n-- timing: load %.3f s, compute %.3f s, total %.3f s", t->load_s,
             t->compute_s, total);
     if (t->tokens > 0 && t->compute_s > 0)

@@ -10,6 +10,17 @@
 // It returns the process exit code (0 ok, 1 failure, 2 usage error).
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 
+// one line per command; each is defined in cli/cmd_NAME.c
+#define KED_COMMANDS(X)                                                                    \
+    X(generate, "generate text from a prompt")                                             \
+    X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
+    X(tokenize, "print the token ids, pieces and byte offsets of a text")
+
+#define DECLARE(name, help) int cmd_##name(int argc, char **argv);
+KED_COMMANDS(DECLARE)
+#undef DECLARE
+
+
 // cli_die_err: print "ked CMD: MESSAGE" from a library error to stderr; returns 1.
 int cli_report(const char *cmd, const ked_error *err);
 // cli_usage_error: print "ked CMD: MESSAGE (see ked CMD --help)" and return 2.
@@ -26,6 +37,7 @@ typedef struct {
     double t_start, load_s, compute_s;
     long tokens; // tokens processed or generated during compute (0: not printed)
 } cli_timing;
+double ked_time_s_cli(void); // monotonic seconds
 void cli_timing_start(cli_timing *t);
 void cli_timing_print(const cli_timing *t);
 

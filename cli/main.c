@@ -4,15 +4,6 @@
 
 #include "cli.h"
 
-// one line per command; each is defined in cli/cmd_NAME.c
-#define KED_COMMANDS(X)                                                                    \
-    X(generate, "generate text from a prompt")                                             \
-    X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
-    X(tokenize, "print the token ids, pieces and byte offsets of a text")
-
-#define DECLARE(name, help) int cmd_##name(int argc, char **argv);
-KED_COMMANDS(DECLARE)
-#undef DECLARE
 
 static const struct {
     const char *name;

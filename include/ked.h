@@ -287,6 +287,11 @@ ked_status ked_generate(const ked_model *m, const int *prompt, int n, const ked_
 void ked_set_threads(int n);
 /* KED-SECTION model: end */
 
+/* ------------------------------------------------------------------------------------------ */
+/* editing (src/edit/)                                                                         */
+/* KED-SECTION edit: begin */
+/* KED-SECTION edit: end */
+
 #ifdef __cplusplus
 }
 #endif
