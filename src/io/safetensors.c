@@ -279,7 +279,7 @@ static ked_status parse_entry(const char *path, const json_t *v, size_t data_len
         return ked_fail(err, KED_ERR_FORMAT, "%s: tensor '%s': data_offsets is %s%s, expected "
                         "[begin, end]", path, name, json_kind(jo),
                         json_is_array(jo) ? " of the wrong length" : "");
-    int64_t b, e;
+    int64_t b = 0, e = 0;
     ked_status st = json_nonneg(path, name, "data_offsets", 0, json_array_get(jo, 0), &b, err);
     if (!st) st = json_nonneg(path, name, "data_offsets", 1, json_array_get(jo, 1), &e, err);
     if (st) return st;
