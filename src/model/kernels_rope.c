@@ -15,6 +15,7 @@
 static void rope_apply_(float *x, const int *pos, const float *inv_freq, int N, int H, int D,
                         int rot, rope_pairing pairing, float sign) {
     // x (N, H, D), pos (N), inv_freq (rot/2)
+    if (!x) return; // rope_backward(NULL, ...): no gradient asked for
     int half = rot / 2;
     // the second element of pair i sits at i + half (NEOX) or 2i + 1 (GPTJ)
     int stride1 = pairing == ROPE_GPTJ ? 2 : 1, off2 = pairing == ROPE_GPTJ ? 1 : half;
