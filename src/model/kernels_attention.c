@@ -45,7 +45,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     const int group = H / KV; // query heads per kv head
     const float scale = 1.0f / sqrtf((float)D);
     const int qs = H * D, ks = KV * D; // row strides of q/out and of k/v
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * H * T * S * D >= ((size_t)1 << 16))
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / group;
         int tv = att_valid_rows_(key_len, b, T, S, q_pos0);
@@ -116,7 +116,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     const int group = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int qs = H * D, ks = KV * D;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * KV * T * S * D >= ((size_t)1 << 16))
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
         float tile[ATT_TB * ATT_SC]; // datt / dpreatt of (rows of a block) x (a chunk of keys)
