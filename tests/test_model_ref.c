@@ -83,7 +83,7 @@ static void test_model(const char *dir) {
     float *got = ked_run_logits(r, NULL);
     float worst = 0, absm;
     for (int b = 0; b < B; b++) {
-        float e = rel_err(got + (size_t)b * T * V, want + (size_t)b * T * V, (size_t)lens[b] * V, &absm);
+        rel_err(got + (size_t)b * T * V, want + (size_t)b * T * V, (size_t)lens[b] * V, &absm);
         if (absm > worst) worst = absm;
     }
     printf("  logits      max abs diff %.3g\n", worst);

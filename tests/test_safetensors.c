@@ -546,6 +546,35 @@ static void test_shards(void) {
     st_close(all);
     st_set_close(NULL);
 
+    // st_write_dir: sharded (small limit) and single, read back through st_set_open_dir
+    char wd[512];
+    snprintf(wd, sizeof wd, "%s/written", tmpdir);
+    mkdir(wd, 0700);
+    const size_t limits[3] = {70, 0, 1};
+    const int want_files[3] = {4, 1, 7};
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(st_write_dir(wd, t, 7, limits[k], mk, mv, 1, &e), &e);
+        st_set *ws = NULL;
+        CHECK_OK(st_set_open_dir(wd, &ws, &e), &e);
+        if (!ws) continue;
+        CHECK(st_set_file_count(ws) == want_files[k], "limit %zu: %d files", limits[k],
+              st_set_file_count(ws));
+        CHECK(st_set_count(ws) == 7, "limit %zu: count", limits[k]);
+        for (int i = 0; i < 7; i++) {
+            const st_tensor *x = st_set_find(ws, t[i].name, NULL);
+            CHECK(x && x->nbytes && memcmp(x->data, t[i].data, x->nbytes) == 0 &&
+                  st_set_get(ws, i, NULL) == x, "limit %zu: %s", limits[k], t[i].name);
+        }
+        CHECK(st_set_metadata(ws, "format") && !strcmp(st_set_metadata(ws, "format"), "pt"),
+              "limit %zu: metadata", limits[k]);
+        st_set_close(ws);
+    }
+    char wsingle[600];
+    snprintf(wsingle, sizeof wsingle, "%s/model.safetensors", wd);
+    CHECK(!ked_file_exists(wsingle), "stale model.safetensors removed after a sharded write");
+    st_write_tensor twice[2] = {t[0], t[0]};
+    EXPECT_ERR(st_write_dir(wd, twice, 2, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, wd, "'wte'", "twice");
+
     // a dir with model.safetensors is read as one file (preferred over an index)
     char d1[512], m1[600];
     snprintf(d1, sizeof d1, "%s/single", tmpdir);

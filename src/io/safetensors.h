@@ -120,4 +120,15 @@ const st_tensor *st_set_get(const st_set *s, int i, const st_file **file);
 const st_tensor *st_set_find(const st_set *s, const char *name, const st_file **file);
 const char *st_set_metadata(const st_set *s, const char *key); // first file's __metadata__
 
+// st_write_dir: write a loadable checkpoint folder (which must exist) the way transformers does:
+// one model.safetensors when every tensor fits in max_shard_bytes (0: no limit), otherwise
+// model-00001-of-0000N.safetensors ... (tensors in the given order, split greedily; a tensor
+// larger than the limit gets a shard of its own) and model.safetensors.index.json with
+// {"metadata": {"total_size": bytes}, "weight_map": {...}}. Each shard carries the metadata.
+// Every file is written atomically, the index last; when sharding, a model.safetensors left from
+// an earlier write is removed (it would shadow the index). Errors as st_write.
+ked_status st_write_dir(const char *dir, const st_write_tensor *tensors, int n,
+                        size_t max_shard_bytes, const char *const *meta_keys,
+                        const char *const *meta_values, int n_meta, ked_error *err);
+
 #endif

@@ -4,7 +4,9 @@
 // index is checked against what the shards really hold.
 #include <jansson.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "io/safetensors.h"
@@ -239,4 +241,93 @@ const st_tensor *st_set_find(const st_set *s, const char *name, const st_file **
 
 const char *st_set_metadata(const st_set *s, const char *key) {
     return s && s->n_files > 0 ? st_metadata(s->files[0], key) : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* writing a checkpoint directory                                                              */
+
+ked_status st_write_dir(const char *dir, const st_write_tensor *tensors, int n,
+                        size_t max_shard_bytes, const char *const *meta_keys,
+                        const char *const *meta_values, int n_meta, ked_error *err) {
+    if (n < 0 || (n > 0 && !tensors))
+        return ked_fail(err, KED_ERR_ARG, "%s: st_write_dir: bad tensor array", dir);
+    if (n > 1) { // st_write checks each shard; a name in two shards must be caught here
+        const char **names = ked_malloc((size_t)n * sizeof *names, "name check", err);
+        if (!names) return KED_ERR_NOMEM;
+        for (int i = 0; i < n; i++) names[i] = tensors[i].name ? tensors[i].name : "";
+        qsort(names, (size_t)n, sizeof *names, cmp_cstr);
+        const char *dup = NULL;
+        for (int i = 1; i < n && !dup; i++)
+            if (strcmp(names[i - 1], names[i]) == 0) dup = names[i];
+        free(names);
+        if (dup) return ked_fail(err, KED_ERR_ARG, "%s: tensor '%s' given twice", dir, dup);
+    }
+    // greedy split in the given order; a tensor larger than the limit gets a shard of its own
+    int *first = ked_calloc((size_t)n + 2, sizeof(int), "shard plan", err);
+    if (!first) return KED_ERR_NOMEM;
+    int nshard = 0;
+    size_t cur = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t b = ked_dtype_size(tensors[i].dtype);
+        for (int d = 0; d < tensors[i].ndim && d < ST_MAX_DIMS; d++)
+            b *= tensors[i].shape[d] > 0 ? (size_t)tensors[i].shape[d] : 0; // st_write checks
+        if (i == 0 || (max_shard_bytes && cur > 0 && cur + b > max_shard_bytes)) {
+            first[nshard++] = i;
+            cur = 0;
+        }
+        cur += b;
+        total += b;
+    }
+    if (nshard == 0) first[nshard++] = 0;
+    first[nshard] = n;
+
+    ked_status st = KED_OK;
+    char *single = ked_path_join(dir, "model.safetensors");
+    char *index = ked_path_join(dir, "model.safetensors.index.json");
+    json_t *root = NULL, *wm = NULL;
+    char *text = NULL;
+    if (!single || !index) { st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir); goto done; }
+    if (nshard == 1) {
+        st = st_write(single, tensors, n, meta_keys, meta_values, n_meta, err);
+        goto done;
+    }
+    root = json_object();
+    wm = json_object();
+    json_t *meta = json_pack("{sI}", "total_size", (json_int_t)total);
+    if (!root || !wm || !meta || json_object_set_new(root, "metadata", meta) ||
+        json_object_set(root, "weight_map", wm)) {
+        st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory for the index", dir);
+        goto done;
+    }
+    for (int s = 0; s < nshard; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, nshard);
+        char *sp = ked_path_join(dir, name);
+        if (!sp) { st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir); goto done; }
+        st = st_write(sp, tensors + first[s], first[s + 1] - first[s], meta_keys, meta_values,
+                      n_meta, err);
+        free(sp);
+        if (st) goto done;
+        for (int i = first[s]; i < first[s + 1]; i++)
+            if (json_object_set_new(wm, tensors[i].name, json_string(name))) {
+                st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory for the index", dir);
+                goto done;
+            }
+    }
+    if (!(text = json_dumps(root, JSON_INDENT(2)))) {
+        st = ked_fail(err, KED_ERR_NOMEM, "%s: cannot serialise the index", dir);
+        goto done;
+    }
+    if ((st = ked_write_file_atomic(index, text, strlen(text), err))) goto done;
+    // a model.safetensors left from an earlier export would shadow the new index
+    if (ked_file_exists(single) && unlink(single) != 0)
+        st = ked_fail(err, KED_ERR_IO, "%s: cannot remove the stale model.safetensors", dir);
+done:
+    json_decref(wm);
+    json_decref(root);
+    free(text);
+    free(single);
+    free(index);
+    free(first);
+    return st;
 }
