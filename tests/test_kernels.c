@@ -551,6 +551,16 @@ static void test_attention_perf(void) {
         int same = !memcmp(out, out2, nq * 4) && !memcmp(att, att2, na * 4) &&
                    !memcmp(dq, dq2, nq * 4) && !memcmp(dk, dk2, nk * 4) && !memcmp(dv, dv2, nk * 4);
         CHECK(same, "attention is not deterministic across runs (KV=%d)", KV);
+        // and the same bits on one thread: every task is single-threaded whatever the team size
+        int nth = omp_get_max_threads();
+        omp_set_num_threads(1);
+        attention_forward(out2, att2, q, k, v, key_len, B, T, S, H, KV, D, 0, 0);
+        memset(dq2, 0, nq * 4); memset(dk2, 0, nk * 4); memset(dv2, 0, nk * 4);
+        attention_backward(dq2, dk2, dv2, dout, att, q, k, v, B, T, S, H, KV, D);
+        omp_set_num_threads(nth);
+        same = !memcmp(out, out2, nq * 4) && !memcmp(att, att2, na * 4) &&
+               !memcmp(dq, dq2, nq * 4) && !memcmp(dk, dk2, nk * 4) && !memcmp(dv, dv2, nk * 4);
+        CHECK(same, "attention on 1 thread differs from %d threads (KV=%d)", nth, KV);
         // a decode step over the same cache: T = 1 at position S - 1 equals the last prefill row
         float *o1 = zeros((size_t)B * H * D), *a1 = zeros((size_t)B * H * S);
         float *q1 = zeros((size_t)B * H * D);

@@ -17,6 +17,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     float beta = 0.0f;
     if (bias) {
         // seed every row with the bias, then let sgemm add inp @ w^T on top (beta = 1)
+#pragma omp parallel for if ((size_t)N * OC >= (1u << 18))
         for (int n = 0; n < N; n++) {
             float *out_n = out + (size_t)n * OC;
             for (int o = 0; o < OC; o++) out_n[o] = bias[o];
