@@ -33,7 +33,8 @@ int main(void) {
         size_t c = (size_t)shapes[s][0] * shapes[s][1];
         maxa = a > maxa ? a : maxa; maxb = b > maxb ? b : maxb; maxc = c > maxc ? c : maxc;
     }
-    float *A = malloc(maxa * sizeof *A), *B = malloc(maxb * sizeof *B), *C = malloc(maxc * sizeof *C);
+    float *A = malloc(maxa * sizeof *A), *B = malloc(maxb * sizeof *B);
+    float *C = malloc(maxc * sizeof *C);
     if (!A || !B || !C) { fprintf(stderr, "bench_sgemm: out of memory\n"); return 1; }
     for (size_t i = 0; i < maxa; i++) A[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     for (size_t i = 0; i < maxb; i++) B[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;

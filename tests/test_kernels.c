@@ -184,7 +184,8 @@ static void test_matmul(void) {
     check_same("matmul dw alone", gw3, gw1, OC * IC, 0);
     check_same("matmul dbias alone", gb3, gb1, OC, 0);
     free(inp); free(w); free(bias); free(dout); free(o1); free(o2);
-    free(gi1); free(gw1); free(gb1); free(gi2); free(gw2); free(gb2); free(gi3); free(gw3); free(gb3);
+    free(gi1); free(gw1); free(gb1); free(gi2); free(gw2); free(gb2);
+    free(gi3); free(gw3); free(gb3);
 }
 
 // ---- normalisation ---------------------------------------------------------------------------
@@ -248,7 +249,8 @@ static void test_norms(void) {
     // forward formulas against double references: RMSNorm as HF LLaMA, LayerNorm biased variance,
     // on a size that takes the threaded path (N*C >= 65536)
     int Nb = 96, Cb = 768;
-    float *x = rnd((size_t)Nb * Cb, 3), *w = rnd(Cb, 1), *b = rnd(Cb, 1), *o = zeros((size_t)Nb * Cb);
+    float *x = rnd((size_t)Nb * Cb, 3), *w = rnd(Cb, 1), *b = rnd(Cb, 1);
+    float *o = zeros((size_t)Nb * Cb);
     float *mean = zeros(Nb), *rstd = zeros(Nb);
     double *ref = malloc((size_t)Nb * Cb * sizeof *ref);
     rmsnorm_forward(o, rstd, x, w, Nb, Cb, 1e-6f);
@@ -312,7 +314,8 @@ static void test_rope(void) {
             double m = 0;
             for (int r = 0; r < N; r++)
                 for (int h = 0; h < H; h++) {
-                    const float *xi = c.x + ((size_t)r * H + h) * D, *xo = c.xr + ((size_t)r * H + h) * D;
+                    const float *xi = c.x + ((size_t)r * H + h) * D;
+                    const float *xo = c.xr + ((size_t)r * H + h) * D;
                     for (int i = 0; i < rot / 2; i++) {
                         int i1 = pairing ? 2 * i : i, i2 = pairing ? 2 * i + 1 : i + rot / 2;
                         double a = (double)pos[r] * inv_freq[i];
@@ -697,7 +700,10 @@ static double ref_kl(const float *lp, const float *lq, int N, int V) {
     double sum = 0;
     for (int n = 0; n < N; n++) {
         double zp = 0, zq = 0;
-        for (int i = 0; i < V; i++) zp += exp((double)lp[n * V + i]), zq += exp((double)lq[n * V + i]);
+        for (int i = 0; i < V; i++) {
+            zp += exp((double)lp[n * V + i]);
+            zq += exp((double)lq[n * V + i]);
+        }
         for (int i = 0; i < V; i++) {
             double p = exp((double)lp[n * V + i]) / zp, q = exp((double)lq[n * V + i]) / zq;
             sum += p * log(p / q);
@@ -752,8 +758,10 @@ static void test_losses(void) {
     float kl2 = kl_forward_backward(NULL, lp, lq, Nb, Vb, 1.0f);
     double rkl = ref_kl(lp, lq, Nb, Vb);
     printf("  %dx%d: ce %.6f (ref %.6f), kl %.6f (ref %.6f)\n", Nb, Vb, ce1, rce, kl1, rkl);
-    CHECK(fabs(ce1 - rce) <= 1e-5 * fabs(rce) && ce1 == ce2, "ce large: %f %f vs %f", ce1, ce2, rce);
-    CHECK(fabs(kl1 - rkl) <= 1e-5 * fabs(rkl) && kl1 == kl2, "kl large: %f %f vs %f", kl1, kl2, rkl);
+    CHECK(fabs(ce1 - rce) <= 1e-5 * fabs(rce) && ce1 == ce2, "ce large: %f %f vs %f", ce1, ce2,
+          rce);
+    CHECK(fabs(kl1 - rkl) <= 1e-5 * fabs(rkl) && kl1 == kl2, "kl large: %f %f vs %f", kl1, kl2,
+          rkl);
 
     // log_softmax_row, in place too
     float row[6] = {1, -2, 300, 0.5f, 299, -1e3f}, ls[6];

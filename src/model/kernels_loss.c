@@ -28,7 +28,7 @@ void log_softmax_row(float *out, const float *logits, int V) {
     for (int i = 0; i < V; i++) out[i] = (float)(logits[i] - lse);
 }
 
-// ---- cross-entropy -------------------------------------------------------------------------------
+// ---- cross-entropy ---------------------------------------------------------------------------
 
 float crossentropy_forward_backward(float *dlogits, const float *logits, const int *target,
                                     int N, int V, float scale) {
@@ -71,7 +71,7 @@ float crossentropy_forward_backward(float *dlogits, const float *logits, const i
     return (float)(sum / count);
 }
 
-// ---- KL divergence ---------------------------------------------------------------------------------
+// ---- KL divergence ---------------------------------------------------------------------------
 
 float kl_forward_backward(float *dlogits_q, const float *logits_p, const float *logits_q, int N,
                           int V, float scale) {

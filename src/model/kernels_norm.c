@@ -109,7 +109,8 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
         }
     }
     if (dw || db) {
-        // forward: o[i] = norm[i] * w[i] + b[i]  => dw[i] += sum_n g[n][i] norm[n][i];  db[i] += sum_n g[n][i]
+        // forward: o[i] = norm[i] * w[i] + b[i]
+        // => dw[i] += sum_n g[n][i] norm[n][i];  db[i] += sum_n g[n][i]
 #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
         for (int i = 0; i < C; i++) {
             float sw = 0.0f, sb = 0.0f;
