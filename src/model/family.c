@@ -199,9 +199,12 @@ static int in_list(const char *const *list, const char *s) {
     return 0;
 }
 
+// model_type decides (as transformers' AutoConfig does); "architectures" only when it is absent,
+// so that an unknown model_type is never loaded as whatever class "architectures" also names
 const family *family_find(const char *model_type, json_t *architectures) {
     for (int i = 0; i < N_OF(families); i++)
         if (in_list(families[i].model_types, model_type)) return &families[i];
+    if (model_type) return NULL;
     size_t j;
     json_t *a;
     json_array_foreach(architectures, j, a) {

@@ -211,14 +211,25 @@ static ked_status read_config(const char *cfg_path, ked_model *m, ked_error *err
     json_t *mt = json_object_get(root, "model_type");
     json_t *archs = json_object_get(root, "architectures");
     const char *type = json_is_string(mt) ? json_string_value(mt) : NULL;
+    if (mt && !json_is_null(mt) && !type) {
+        st = ked_fail(err, KED_ERR_FORMAT, "%s: field 'model_type' must be a string", cfg_path);
+        goto done;
+    }
     if (!type && !json_is_array(archs)) {
         st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'model_type'", cfg_path);
         goto done;
     }
     m->fam = family_find(type, archs);
     if (!m->fam) {
-        st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field 'model_type': '%s' is not a supported "
-                      "architecture (supported: llama, gpt2)", cfg_path, type ? type : "(none)");
+        json_t *a0 = json_array_get(archs, 0);
+        if (type)
+            st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field 'model_type': '%s' is not a "
+                          "supported architecture (supported: llama, gpt2)", cfg_path, type);
+        else
+            st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: no field 'model_type', and field "
+                          "'architectures' (%s) names no supported architecture (supported: "
+                          "llama, gpt2)", cfg_path,
+                          json_is_string(a0) ? json_string_value(a0) : "not a string");
         goto done;
     }
     memset(&m->cfg, 0, sizeof m->cfg);
