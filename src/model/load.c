@@ -259,6 +259,12 @@ ked_status load_hf(const char *path, ked_model *m, ked_error *err) {
     TRY(st);
     TRY(st_set_open_dir(path, &m->st, err));
     m->format = "safetensors";
+    // every layer has tensors: more layers than tensors is an error before the parameter table
+    // (n_layer * P_LAYER_COUNT entries) is sized from an unchecked count
+    if (m->cfg.n_layer > st_set_count(m->st))
+        return ked_fail(err, KED_ERR_FORMAT, "%s: config.json says %d layers but the file holds "
+                        "only %d tensors", st_path(st_set_file(m->st, 0)), m->cfg.n_layer,
+                        st_set_count(m->st));
     TRY(alloc_params(m, err));
     TRY(for_each_tensor_name(m, err, load_and_name));
     return compute_inv_freq(m, err);
@@ -318,15 +324,19 @@ ked_status load_llama2c(const char *path, ked_model *m, ked_error *err) {
 
     int64_t C = c->d_model, F = c->d_ff, L = c->n_layer, D = c->head_dim;
     int64_t Q = c->n_head * D, KV = c->n_kv_head * D, V = c->vocab, S = c->max_pos;
-    // the pointer walk of llama2.c's memory_map_weights is the file format
-    int64_t need = V * C + L * C + L * C * Q + 2 * L * C * KV + L * Q * C + L * C + 2 * L * F * C +
-                   L * C * F + C + S * (D / 2) * 2 + (shared ? 0 : V * C);
-    if ((int64_t)m->map_len != 28 + 4 * need)
+    // the pointer walk of llama2.c's memory_map_weights is the file format. Counted in double:
+    // header fields up to 2^24 make the products overflow int64; exact below 2^53 bytes, and a
+    // larger count can never equal the file's size.
+    double dC = (double)C, dL = (double)L, dF = (double)F;
+    double need = (double)V * dC + dL * dC + dL * dC * (double)Q + 2 * dL * dC * (double)KV +
+                  dL * (double)Q * dC + dL * dC + 2 * dL * dF * dC + dL * dC * dF + dC +
+                  (double)S * (double)(D / 2) * 2 + (shared ? 0 : (double)V * dC);
+    if ((double)m->map_len != 28 + 4 * need)
         return ked_fail(err, KED_ERR_FORMAT, "%s: llama2.c checkpoint is %zu bytes; its header "
                         "(dim %lld, hidden %lld, layers %lld, heads %d/%d, vocab %lld, seq %lld) "
-                        "implies %lld", path, m->map_len, (long long)C, (long long)F,
+                        "implies %.0f", path, m->map_len, (long long)C, (long long)F,
                         (long long)L, c->n_head, c->n_kv_head, (long long)V, (long long)S,
-                        (long long)(28 + 4 * need));
+                        28 + 4 * need);
     TRY(alloc_params(m, err));
     float *p = (float *)((char *)map + 28);
     #define TAKE(dst_layer, slot, r, k)                                                       \
