@@ -317,6 +317,12 @@ ked_status load_llama2c(const char *path, ked_model *m, ked_error *err) {
     c->pos = KED_POS_ROTARY; c->rope_theta = 10000.0f; c->rope_interleaved = 0; // after permuting
     c->block = KED_BLOCK_SEQUENTIAL; c->mlp = KED_MLP_GATED_SILU;
     c->tied_head = shared; c->bos_id = 1; c->eos_id = 2;
+    // head counts, with the header's own field names (config_finish speaks config.json's)
+    if (c->n_head % c->n_kv_head || c->d_model % c->n_head || (c->d_model / c->n_head) % 2)
+        return ked_fail(err, KED_ERR_FORMAT, "%s: llama2.c header fields 'n_heads' = %d, "
+                        "'n_kv_heads' = %d, 'dim' = %d: n_kv_heads must divide n_heads, and "
+                        "n_heads must divide dim into an even head size", path, c->n_head,
+                        c->n_kv_head, c->d_model);
     TRY(config_finish(c, path, err));
     m->fam = family_by_name("llama");
     m->format = "llama2.c";
