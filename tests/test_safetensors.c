@@ -598,6 +598,8 @@ static void test_shards(void) {
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "missing \"weight_map\"", NULL);
     write_bytes(pi, "{\"weight_map\": {\"a\": ", 21);
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "not valid JSON", "line 1");
+    write_bytes(pi, "[1]", 3);
+    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "not a JSON object", NULL);
     write_index(pi, "[]");
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "weight_map", "not an object");
     write_index(pi, "{\"wte\": 3}");

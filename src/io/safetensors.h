@@ -38,6 +38,8 @@ typedef struct st_file st_file; // an mmap'd safetensors file (read-only, MAP_PR
 
 // st_open: map and validate a whole file (header, every tensor's dtype/shape/offsets, metadata)
 // before anything is returned. *out is set only on success; free with st_close (NULL-safe).
+// (As with any mmap, another process truncating the file while it is mapped makes later reads
+// fault; ked's own writers never do that: they write a new file and rename it.)
 ked_status st_open(const char *path, st_file **out, ked_error *err);
 void st_close(st_file *f);
 

@@ -101,8 +101,13 @@ static ked_status open_index(const char *path, st_set **out, ked_error *err) {
                       je.text, je.line, je.column);
         goto done;
     }
+    if (!json_is_object(root)) {
+        st = ked_fail(err, KED_ERR_FORMAT, "%s: index is not a JSON object (expected "
+                      "{\"metadata\": {...}, \"weight_map\": {...}})", path);
+        goto done;
+    }
     json_t *wm = json_object_get(root, "weight_map");
-    if (!json_is_object(root) || !wm) {
+    if (!wm) {
         st = ked_fail(err, KED_ERR_FORMAT, "%s: missing \"weight_map\" (expected {\"metadata\": "
                       "{...}, \"weight_map\": {\"tensor\": \"shard file\"}})", path);
         goto done;
