@@ -603,6 +603,7 @@ static void test_attention(void) {
     test_attention_ref("T=40 S=300 q_pos0=260 pad", 2, 40, 300, 4, 2, 8, kl_b, 260, 0);
     test_attention_ref("T=300 S=300 window=100", 2, 300, 300, 2, 1, 8, kl_b, 0, 100);
     test_attention_ref("decode T=1 S=300 q_pos0=296", 3, 1, 300, 4, 4, 8, kl_c, 296, 0);
+    test_attention_ref("decode GQA 8/2 q_pos0=296 window=50", 3, 1, 300, 8, 2, 8, kl_c, 296, 50);
     test_attention_padding();
     test_attention_perf();
 }

@@ -14,10 +14,14 @@
 // a batch row) is never touched. Backward has no att to write into, so the (rows x keys) tile of
 // datt lives in a fixed stack buffer (ATT_TB x ATT_SC floats, 32 KiB), chunked over keys.
 //
-// Threads: forward over (b, h) pairs; backward over (b, kv) pairs, each doing its H/KV query
-// heads in order, since those heads all add into the same dk, dv. Every sgemm is then called
-// inside a parallel region and runs single-threaded (OpenBLAS openmp build), so the result is
-// deterministic for any thread count.
+// Decoding (T == 1), the query heads of one kv group share their position, so they are the
+// rows of one block: keys and values are read once per group, not once per head.
+//
+// Threads: forward over (b, h) pairs ((b, kv) pairs when T == 1); backward over (b, kv) pairs,
+// each doing its H/KV query heads in order, since those heads all add into the same dk, dv.
+// Every sgemm is then called inside a parallel region and runs single-threaded (OpenBLAS openmp
+// build), so the result is deterministic for any thread count. Tiny work (decoding a tiny
+// model) stays on one thread: a team start costs more than it saves there.
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
 #include <cblas.h>
 #include <math.h>
@@ -37,6 +41,44 @@ static int att_valid_rows_(const int *key_len, int b, int T, int S, int q_pos0) 
 
 // ---- forward ---------------------------------------------------------------------------------
 
+// m query rows against one kv head: row i sits at position p0 + i * pstep (pstep 1: consecutive
+// query positions of one head; pstep 0: the heads of one kv group at a single decode position).
+// Rows are valid (position < key_len). The allowed keys of the rows form one span [s0, s1).
+static void att_rows_forward_(float *out, int out_rs, float *att, const float *q, int q_rs,
+                              const float *k, const float *v, int ks, int m, int p0, int pstep,
+                              int S, int D, float scale, int window) {
+    // out (m, D) row stride out_rs, att (m, S), q (m, D) row stride q_rs,
+    // k, v (S, D) row stride ks
+    int p1 = p0 + (m - 1) * pstep;
+    int s0 = window > 0 && p0 - window + 1 > 0 ? p0 - window + 1 : 0, s1 = p1 + 1;
+    int ns = s1 - s0;
+    // preatt[i][s] = scale * q[i] . k[s]   for s in [s0, s1)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, ns, D, scale, q, q_rs,
+                k + (size_t)s0 * ks, ks, 0.0f, att + s0, S);
+    for (int i = 0; i < m; i++) {
+        float *a = att + (size_t)i * S; // (S)
+        int p = p0 + i * pstep;
+        // keys of this row: [lo, hi), hi = p + 1 (p < key_len <= S on valid rows)
+        int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, hi = p + 1;
+        // att[i][s] = softmax over allowed s of preatt[i][s], 0 elsewhere
+        float mx = -INFINITY;
+        for (int s = lo; s < hi; s++) mx = a[s] > mx ? a[s] : mx;
+        float sum = 0.0f;
+        for (int s = lo; s < hi; s++) {
+            float e = expf(a[s] - mx);
+            a[s] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int s = 0; s < lo; s++) a[s] = 0.0f;
+        for (int s = lo; s < hi; s++) a[s] *= inv;
+        for (int s = hi; s < S; s++) a[s] = 0.0f;
+    }
+    // out[i] = sum_s att[i][s] v[s]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, ns, 1.0f, att + s0, S,
+                v + (size_t)s0 * ks, ks, 0.0f, out, out_rs);
+}
+
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const int *key_len, int B, int T, int S, int H, int KV, int D, int q_pos0,
                        int window) {
@@ -45,53 +87,38 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     const int group = H / KV; // query heads per kv head
     const float scale = 1.0f / sqrtf((float)D);
     const int qs = H * D, ks = KV * D; // row strides of q/out and of k/v
+    // one unit of work: a (b, h) pair, in blocks of ATT_TB query rows; when decoding (T == 1) a
+    // (b, kv) pair instead, whose `group` query heads are one sgemm over the keys read once
+    const int units = T == 1 ? KV : H;
 #pragma omp parallel for schedule(static) if ((size_t)B * H * T * S * D >= ((size_t)1 << 16))
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H, g = h / group;
+    for (int bu = 0; bu < B * units; bu++) {
+        int b = bu / units, u = bu % units;
+        int g = T == 1 ? u : u / group, h0 = T == 1 ? u * group : u, nh = T == 1 ? group : 1;
         int tv = att_valid_rows_(key_len, b, T, S, q_pos0);
-        float *att_bh = att + (size_t)bh * T * S;         // (T, S)
-        const float *q_bh = q + (size_t)b * T * qs + h * D; // (T, D), row stride qs
-        float *out_bh = out + (size_t)b * T * qs + h * D;   // (T, D), row stride qs
-        const float *k_bg = k + (size_t)b * S * ks + g * D; // (S, D), row stride ks
-        const float *v_bg = v + (size_t)b * S * ks + g * D; // (S, D), row stride ks
-        for (int t0 = 0; t0 < tv; t0 += ATT_TB) {
-            int tb = tv - t0 < ATT_TB ? tv - t0 : ATT_TB;
-            // keys of row t: [lo(t), hi(t)), hi = p + 1 (p < key_len <= S on valid rows)
-            int p0 = q_pos0 + t0, p1 = q_pos0 + t0 + tb - 1;
-            int s0 = window > 0 && p0 - window + 1 > 0 ? p0 - window + 1 : 0, s1 = p1 + 1;
-            int ns = s1 - s0;
-            float *att_blk = att_bh + (size_t)t0 * S; // (tb, S)
-            // preatt[t][s] = scale * q[t] . k[s]   for s in [s0, s1)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, ns, D, scale,
-                        q_bh + (size_t)t0 * qs, qs, k_bg + (size_t)s0 * ks, ks, 0.0f,
-                        att_blk + s0, S);
-            for (int i = 0; i < tb; i++) {
-                float *a = att_blk + (size_t)i * S; // (S)
-                int p = p0 + i;
-                int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, hi = p + 1;
-                // att[t][s] = softmax over allowed s of preatt[t][s], 0 elsewhere
-                float mx = -INFINITY;
-                for (int s = lo; s < hi; s++) mx = a[s] > mx ? a[s] : mx;
-                float sum = 0.0f;
-                for (int s = lo; s < hi; s++) {
-                    float e = expf(a[s] - mx);
-                    a[s] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int s = 0; s < lo; s++) a[s] = 0.0f;
-                for (int s = lo; s < hi; s++) a[s] *= inv;
-                for (int s = hi; s < S; s++) a[s] = 0.0f;
+        float *att_bh = att + ((size_t)b * H + h0) * T * S; // (nh, T, S)
+        const float *q_bh = q + (size_t)b * T * qs + h0 * D;  // (T, nh, D), row stride qs
+        float *out_bh = out + (size_t)b * T * qs + h0 * D;    // (T, nh, D), row stride qs
+        const float *k_bg = k + (size_t)b * S * ks + g * D;   // (S, D), row stride ks
+        const float *v_bg = v + (size_t)b * S * ks + g * D;   // (S, D), row stride ks
+        if (T == 1) {
+            if (tv == 1) // the group's heads: rows D apart in q and out, S apart in att
+                att_rows_forward_(out_bh, D, att_bh, q_bh, D, k_bg, v_bg, ks, group, q_pos0, 0,
+                                  S, D, scale, window);
+        } else {
+            for (int t0 = 0; t0 < tv; t0 += ATT_TB) {
+                int tb = tv - t0 < ATT_TB ? tv - t0 : ATT_TB;
+                att_rows_forward_(out_bh + (size_t)t0 * qs, qs, att_bh + (size_t)t0 * S,
+                                  q_bh + (size_t)t0 * qs, qs, k_bg, v_bg, ks, tb, q_pos0 + t0, 1,
+                                  S, D, scale, window);
             }
-            // out[t] = sum_s att[t][s] v[s]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, D, ns, 1.0f, att_blk + s0,
-                        S, v_bg + (size_t)s0 * ks, ks, 0.0f, out_bh + (size_t)t0 * qs, qs);
         }
         // padding rows: out = 0, att = 0
-        for (int t = tv; t < T; t++) {
-            for (int s = 0; s < S; s++) att_bh[(size_t)t * S + s] = 0.0f;
-            for (int d = 0; d < D; d++) out_bh[(size_t)t * qs + d] = 0.0f;
-        }
+        for (int hh = 0; hh < nh; hh++)
+            for (int t = tv; t < T; t++) {
+                float *a = att_bh + ((size_t)hh * T + t) * S, *o = out_bh + (size_t)t * qs + hh * D;
+                for (int s = 0; s < S; s++) a[s] = 0.0f;
+                for (int d = 0; d < D; d++) o[d] = 0.0f;
+            }
     }
 }
 
