@@ -41,7 +41,8 @@ static void write_bytes(const char *path, const void *p, size_t n) {
 }
 
 // a raw safetensors file: 8-byte length (hlen_override when nonzero) + header + data_len bytes
-static void write_raw(const char *path, const char *header, size_t data_len, uint64_t hlen_override) {
+static void write_raw(const char *path, const char *header, size_t data_len,
+                      uint64_t hlen_override) {
     size_t h = strlen(header), n = 8 + h + data_len;
     unsigned char *b = calloc(n, 1);
     uint64_t hl = hlen_override ? hlen_override : h;
@@ -232,7 +233,8 @@ static void test_round_trip(void) {
     CHECK(st_count(f) == n, "count %d", st_count(f));
     CHECK(strcmp(st_path(f), p) == 0, "path");
     CHECK(st_metadata(f, "format") && !strcmp(st_metadata(f, "format"), "pt"), "metadata");
-    CHECK(st_metadata(f, "ked.note") && !strcmp(st_metadata(f, "ked.note"), mv[1]), "metadata utf8");
+    CHECK(st_metadata(f, "ked.note") && !strcmp(st_metadata(f, "ked.note"), mv[1]),
+          "metadata utf8");
     CHECK(st_metadata(f, "nope") == NULL && st_metadata_count(f) == 2, "metadata count");
     CHECK(st_find(f, "nope") == NULL && st_get(f, n) == NULL && st_get(f, -1) == NULL, "absent");
     // header padded to a multiple of 8; tensors in written order and packed
@@ -273,7 +275,8 @@ static void test_round_trip(void) {
     CHECK_OK(st_to_f32(f, st_find(f, "scalar"), out, &e), &e);
     CHECK(out[0] == 42.0f && st_find(f, "scalar")->numel == 1, "scalar");
     CHECK_OK(st_to_f32(f, st_find(f, "empty"), NULL, &e), &e);
-    EXPECT_ERR(st_to_f32(f, st_find(f, "ids"), out, &e), &e, KED_ERR_UNSUPPORTED, p, "'ids'", "I64");
+    EXPECT_ERR(st_to_f32(f, st_find(f, "ids"), out, &e), &e, KED_ERR_UNSUPPORTED, p, "'ids'",
+               "I64");
     // rewrite the file in place from its own mapping (reversed order), then read it back
     st_write_tensor rev[8];
     for (int i = 0; i < n; i++) {
@@ -315,7 +318,8 @@ static void test_round_trip(void) {
         if (st == KED_ERR_FORMAT && strstr(e.msg, tpath("cut.safetensors"))) crashes_avoided++;
         st_close(f);
     }
-    CHECK(crashes_avoided == (int)len, "%d of %zu truncations failed cleanly", crashes_avoided, len);
+    CHECK(crashes_avoided == (int)len, "%d of %zu truncations failed cleanly", crashes_avoided,
+          len);
     // flipping header bytes never crashes; whatever opens stays inside the file
     ked_rng r;
     ked_rng_seed(&r, 1);
@@ -324,7 +328,8 @@ static void test_round_trip(void) {
         char *m = malloc(len);
         memcpy(m, bytes, len);
         size_t hl = (size_t)(unsigned char)bytes[0] | (size_t)(unsigned char)bytes[1] << 8;
-        for (int k = 0; k < 3; k++) m[8 + ked_rng_u64(&r) % hl] = "0123456789[]{},:\"-9"[ked_rng_u64(&r) % 19];
+        for (int k = 0; k < 3; k++)
+            m[8 + ked_rng_u64(&r) % hl] = "0123456789[]{},:\"-9"[ked_rng_u64(&r) % 19];
         FILE *fl = fopen(tpath("flip.safetensors"), it ? "r+b" : "wb"); // rewrite in place
         if (!fl || fwrite(m, 1, len, fl) != len) { perror("flip"); exit(2); }
         fclose(fl);
@@ -345,7 +350,8 @@ static void test_round_trip(void) {
     st_write_tensor dup[2] = {{"x", KED_F32, 1, {1}, &scalar}, {"x", KED_F32, 1, {1}, &scalar}};
     EXPECT_ERR(st_write(p, dup, 2, NULL, NULL, 0, &e), &e, KED_ERR_ARG, p, "'x'", "twice");
     st_write_tensor meta_name = {"__metadata__", KED_F32, 1, {1}, &scalar};
-    EXPECT_ERR(st_write(p, &meta_name, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, p, "__metadata__", NULL);
+    EXPECT_ERR(st_write(p, &meta_name, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, p, "__metadata__",
+               NULL);
     st_write_tensor nd9 = {"t", KED_F32, 9, {1}, &scalar};
     EXPECT_ERR(st_write(p, &nd9, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, p, "'t'", "ndim");
     st_write_tensor neg = {"t", KED_F32, 2, {2, -1}, &scalar};
@@ -409,11 +415,13 @@ static void test_validation(void) {
         KED_ERR_FORMAT, "'w'", "shape[0] is a string");
     BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}",
         4, KED_ERR_UNSUPPORTED, "'w'", "9 dims");
-    BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 4]}}",
+    BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], "
+        "\"data_offsets\": [0, 4]}}",
         4, KED_ERR_FORMAT, "'w'", "overflows");
     BAD("{\"w\": {\"dtype\": \"F64\", \"shape\": [2305843009213693952], \"data_offsets\": [0, 8]}}",
         8, KED_ERR_FORMAT, "'w'", "overflows");
-    BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [99999999999999999999], \"data_offsets\": [0, 4]}}",
+    BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [99999999999999999999], "
+        "\"data_offsets\": [0, 4]}}",
         4, KED_ERR_FORMAT, "not valid JSON", NULL);
     // data_offsets
     BAD("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": 0}}", 4, KED_ERR_FORMAT,
@@ -511,9 +519,12 @@ static void test_shards(void) {
     CHECK_OK(st_write(p2, t + 2, 3, NULL, NULL, 0, &e), &e);
     CHECK_OK(st_write(p3, t + 5, 2, NULL, NULL, 0, &e), &e);
     const char *wm =
-        "{\"wte\": \"model-00001-of-00003.safetensors\", \"h.0.w\": \"model-00001-of-00003.safetensors\","
-        " \"h.0.b\": \"model-00002-of-00003.safetensors\", \"h.1.w\": \"model-00002-of-00003.safetensors\","
-        " \"h.1.b\": \"model-00002-of-00003.safetensors\", \"ln_f\": \"model-00003-of-00003.safetensors\","
+        "{\"wte\": \"model-00001-of-00003.safetensors\","
+        " \"h.0.w\": \"model-00001-of-00003.safetensors\","
+        " \"h.0.b\": \"model-00002-of-00003.safetensors\","
+        " \"h.1.w\": \"model-00002-of-00003.safetensors\","
+        " \"h.1.b\": \"model-00002-of-00003.safetensors\","
+        " \"ln_f\": \"model-00003-of-00003.safetensors\","
         " \"lm_head\": \"model-00003-of-00003.safetensors\"}";
     write_index(pi, wm);
 
@@ -535,7 +546,8 @@ static void test_shards(void) {
             if (!a || !b) continue;
             CHECK(a->dtype == b->dtype && a->ndim == b->ndim && a->nbytes == b->nbytes &&
                   memcmp(a->shape, b->shape, sizeof a->shape) == 0 &&
-                  memcmp(a->data, b->data, a->nbytes) == 0, "%s: %s identical", opens[o], t[i].name);
+                  memcmp(a->data, b->data, a->nbytes) == 0,
+              "%s: %s identical", opens[o], t[i].name);
         }
         for (int i = 0; i < st_set_count(s); i++) {
             const st_file *fi = NULL;
@@ -576,7 +588,8 @@ static void test_shards(void) {
     snprintf(wsingle, sizeof wsingle, "%s/model.safetensors", wd);
     CHECK(!ked_file_exists(wsingle), "stale model.safetensors removed after a sharded write");
     st_write_tensor twice[2] = {t[0], t[0]};
-    EXPECT_ERR(st_write_dir(wd, twice, 2, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, wd, "'wte'", "twice");
+    EXPECT_ERR(st_write_dir(wd, twice, 2, 1, NULL, NULL, 0, &e), &e, KED_ERR_ARG, wd, "'wte'",
+               "twice");
 
     // a dir with model.safetensors is read as one file (preferred over an index)
     char d1[512], m1[600];
@@ -595,7 +608,8 @@ static void test_shards(void) {
 
     // index errors
     write_bytes(pi, "{\"metadata\": {}}", 16);
-    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "missing \"weight_map\"", NULL);
+    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "missing \"weight_map\"",
+               NULL);
     write_bytes(pi, "{\"weight_map\": {\"a\": ", 21);
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "not valid JSON", "line 1");
     write_bytes(pi, "[1]", 3);
@@ -603,14 +617,16 @@ static void test_shards(void) {
     write_index(pi, "[]");
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "weight_map", "not an object");
     write_index(pi, "{\"wte\": 3}");
-    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "weight_map 'wte'", "non-string");
+    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "weight_map 'wte'",
+               "non-string");
     write_index(pi, "{\"wte\": \"../all.safetensors\"}");
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "weight_map 'wte'", "../all");
     write_index(pi, "{\"wte\": \"model-00001-of-00003.safetensors\", \"x\": \"gone.safetensors\"}");
     EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_IO, pi, "'gone.safetensors'", "missing");
     write_index(pi, "{\"wte\": \"model-00001-of-00003.safetensors\", "
                     "\"ghost\": \"model-00001-of-00003.safetensors\"}");
-    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "'ghost'", "shard 'model-00001-of-00003.safetensors', which does not hold it");
+    EXPECT_ERR(st_set_open_dir(dir, &s, &e), &e, KED_ERR_FORMAT, pi, "'ghost'",
+               "shard 'model-00001-of-00003.safetensors', which does not hold it");
     write_index(pi, "{\"wte\": \"model-00002-of-00003.safetensors\", "
                     "\"h.0.w\": \"model-00001-of-00003.safetensors\", "
                     "\"h.0.b\": \"model-00002-of-00003.safetensors\"}");

@@ -265,7 +265,8 @@ static ked_status parse_entry(const char *path, const json_t *v, size_t data_len
                         "%d supported", path, name, nd, ST_MAX_DIMS);
     t->ndim = (int)nd;
     for (size_t d = 0; d < nd; d++) {
-        ked_status st = json_nonneg(path, name, "shape", d, json_array_get(js, d), &t->shape[d], err);
+        ked_status st =
+            json_nonneg(path, name, "shape", d, json_array_get(js, d), &t->shape[d], err);
         if (st) return st;
     }
     char shp[256];
@@ -404,7 +405,10 @@ done:
 ked_status st_open(const char *path, st_file **out, ked_error *err) {
     st_file *f = ked_calloc(1, sizeof *f, "safetensors file", err);
     if (!f) return KED_ERR_NOMEM;
-    if (!(f->path = strdup(path))) { free(f); return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path); }
+    if (!(f->path = strdup(path))) {
+        free(f);
+        return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         ked_fail(err, KED_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

@@ -73,9 +73,9 @@ typedef struct {
 // requires), the header padded with spaces to a multiple of 8 bytes (so the data section starts
 // 8-aligned), optional "__metadata__" string pairs (n_meta may be 0 and the arrays NULL).
 // Atomic: streams into "path.tmp.PID", fsyncs and renames; so data may point into an st_file
-// mapped from `path` itself (the old inode stays mapped until st_close). Bad arguments (duplicate or empty
-// names, "__metadata__" as a tensor name, ndim out of 0..8, negative dims, an unknown dtype,
-// NULL data for a non-empty tensor, duplicate metadata keys) are KED_ERR_ARG.
+// mapped from `path` itself (the old inode stays mapped until st_close). Bad arguments
+// (duplicate or empty names, "__metadata__" as a tensor name, ndim out of 0..8, negative dims,
+// an unknown dtype, NULL data for a non-empty tensor, duplicate metadata keys) are KED_ERR_ARG.
 ked_status st_write(const char *path, const st_write_tensor *tensors, int n,
                     const char *const *meta_keys, const char *const *meta_values, int n_meta,
                     ked_error *err);

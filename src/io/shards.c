@@ -121,7 +121,10 @@ static ked_status open_index(const char *path, st_set **out, ked_error *err) {
     // the distinct shard names, sorted
     size_t nw = json_object_size(wm);
     int ns = 0;
-    if (!(shards = ked_calloc(nw, sizeof *shards, "shard names", err))) { st = KED_ERR_NOMEM; goto done; }
+    if (!(shards = ked_calloc(nw, sizeof *shards, "shard names", err))) {
+        st = KED_ERR_NOMEM;
+        goto done;
+    }
     const char *k;
     json_t *v;
     json_object_foreach(wm, k, v) {
@@ -291,7 +294,10 @@ ked_status st_write_dir(const char *dir, const st_write_tensor *tensors, int n,
     char *index = ked_path_join(dir, "model.safetensors.index.json");
     json_t *root = NULL, *wm = NULL;
     char *text = NULL;
-    if (!single || !index) { st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir); goto done; }
+    if (!single || !index) {
+        st = ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+    }
     if (nshard == 1) {
         st = st_write(single, tensors, n, meta_keys, meta_values, n_meta, err);
         goto done;
