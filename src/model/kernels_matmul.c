@@ -52,10 +52,14 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     // columns in parallel, rows summed in order: deterministic for any thread count
     if (dbias) {
 #pragma omp parallel for if ((size_t)N * OC >= (1u << 18))
-        for (int o = 0; o < OC; o++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-            dbias[o] += s;
+        for (int o0 = 0; o0 < OC; o0 += 64) { // 64 columns per task, rows read contiguously
+            int ob = OC - o0 < 64 ? OC - o0 : 64;
+            float s[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *dout_n = dout + (size_t)n * OC + o0;
+                for (int o = 0; o < ob; o++) s[o] += dout_n[o];
+            }
+            for (int o = 0; o < ob; o++) dbias[o0 + o] += s[o];
         }
     }
 }

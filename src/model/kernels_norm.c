@@ -1,7 +1,7 @@
 // kernels_norm.c: RMSNorm (HF LLaMA) and LayerNorm (PyTorch, biased variance), forward next to
 // backward. N rows, C channels; every row is independent, so forward and dinp run over rows in
-// parallel for large N*C, and the weight gradients run over channels (each channel sums its rows
-// in order), which keeps the results deterministic for any thread count.
+// parallel for large N*C, and the weight gradients run over blocks of channels (each channel sums
+// its rows in order), which keeps the results deterministic for any thread count.
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
 #include <math.h>
 
@@ -9,6 +9,7 @@
 
 // rows are worth a thread team only when there is enough work
 #define NORM_PAR_MIN ((size_t)1 << 16)
+#define NORM_CB 64 // channels per task in the weight gradients
 
 // ---- RMSNorm ---------------------------------------------------------------------------------
 
@@ -48,12 +49,17 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
     }
     if (dw) {
         // forward: o[i] = x[i] * r * w[i]  => dw[i] += sum_n g[n][i] * x[n][i] * r[n]
+        // (a block of NORM_CB channels per task, rows summed in order, rows read contiguously)
 #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
-        for (int i = 0; i < C; i++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++)
-                s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
-            dw[i] += s;
+        for (int c0 = 0; c0 < C; c0 += NORM_CB) {
+            int cb = C - c0 < NORM_CB ? C - c0 : NORM_CB;
+            float acc[NORM_CB] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0;
+                float r = rstd[n];
+                for (int i = 0; i < cb; i++) acc[i] += g[i] * x[i] * r;
+            }
+            for (int i = 0; i < cb; i++) dw[c0 + i] += acc[i];
         }
     }
 }
@@ -112,15 +118,21 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
         // forward: o[i] = norm[i] * w[i] + b[i]
         // => dw[i] += sum_n g[n][i] norm[n][i];  db[i] += sum_n g[n][i]
 #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
-        for (int i = 0; i < C; i++) {
-            float sw = 0.0f, sb = 0.0f;
+        for (int c0 = 0; c0 < C; c0 += NORM_CB) {
+            int cb = C - c0 < NORM_CB ? C - c0 : NORM_CB;
+            float sw[NORM_CB] = {0}, sb[NORM_CB] = {0};
             for (int n = 0; n < N; n++) {
-                float g = dout[(size_t)n * C + i];
-                sw += g * (inp[(size_t)n * C + i] - mean[n]) * rstd[n];
-                sb += g;
+                const float *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0;
+                float m = mean[n], r = rstd[n];
+                for (int i = 0; i < cb; i++) {
+                    sw[i] += g[i] * ((x[i] - m) * r);
+                    sb[i] += g[i];
+                }
             }
-            if (dw) dw[i] += sw;
-            if (db) db[i] += sb;
+            for (int i = 0; i < cb; i++) {
+                if (dw) dw[c0 + i] += sw[i];
+                if (db) db[c0 + i] += sb[i];
+            }
         }
     }
 }
