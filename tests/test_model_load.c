@@ -740,6 +740,7 @@ static void llama2c_cases(void) {
         {5, -512, "vocab -512 (unshared: size)", "implies"},
         {5, INT32_MIN, "vocab INT32_MIN", "'vocab_size'"},
         {5, 0, "vocab 0", "'vocab_size'"},
+        {5, -(1 << 30), "vocab -2^30 (size)", "implies"},
         {5, 513, "vocab 513 (size differs)", "implies"},
         {6, 0, "seq_len 0", "'seq_len'"},
         {6, 1024, "seq_len 1024 (size differs)", "implies"},
