@@ -65,7 +65,9 @@ void rope_backward(float *dx, const int *pos, const float *inv_freq, int N, int 
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        const int *key_len, int B, int T, int S, int H, int KV, int D, int q_pos0,
                        int window);
-// dq (B,T,H,D), dk, dv (B,S,KV,D) += ...; any may be NULL.
+// dq (B,T,H,D), dk, dv (B,S,KV,D) += ...; any may be NULL. The mask is read from att (its zeros:
+// padding rows, masked keys), so backward needs no key_len, q_pos0 or window, and never reads
+// k, v rows that no query attended to.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, const float *k, const float *v, int B, int T, int S, int H,
                         int KV, int D);
