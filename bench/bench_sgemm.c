@@ -2,7 +2,7 @@
 // cblas_sgemm (row-major, C = A @ B^T as in matmul_forward) on two square-ish shapes, for one
 // thread and for OpenBLAS's default thread count; each is warmed up once, then timed until
 // ~0.25 s has passed, keeping the best repetition. Prints one line per (shape, threads), then
-// `sgemm_peak_gflops_1t N` (best over shapes, one thread) and last `sgemm_peak_gflops N` (best
+// `sgemm_1thread_gflops N` (best over shapes, one thread) and last `sgemm_peak_gflops N` (best
 // over everything measured: the machine's peak). Takes a few seconds.
 #include <cblas.h>
 #include <omp.h>
@@ -53,7 +53,7 @@ int main(void) {
         }
     }
     openblas_set_num_threads(nthreads);
-    printf("sgemm_peak_gflops_1t %.1f\n", peak1);
+    printf("sgemm_1thread_gflops %.1f\n", peak1);
     printf("sgemm_peak_gflops %.1f\n", peak);
     free(A); free(B); free(C);
     return 0;
