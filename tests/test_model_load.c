@@ -394,6 +394,16 @@ static void safetensors_cases(void) {
         stf_free(&s);
     }
 
+    // a stored tensor the config does not account for: one layer in config.json, two in the file
+    {
+        json_t *cfg = config_of(LLAMA);
+        json_object_set_new(cfg, "num_hidden_layers", json_integer(1));
+        make_model(dir, sizeof dir, "st_unused", LLAMA, cfg, NULL, NULL);
+        expect_fail("unused tensor (1 layer configured)", dir, KED_ERR_FORMAT,
+                    in(dir, "model.safetensors"), "model.layers.1.", "not used", NULL);
+        json_decref(cfg);
+    }
+
     // a missing tensor
     {
         const char *t = "model.layers.1.mlp.up_proj.weight";
@@ -867,7 +877,9 @@ static void write_variant(const char *fixture, const char *dir, ked_dtype dtype,
     static const uint8_t pad[2] = {0, 0};
     int k = 0;
     if (misalign) {
-        w[k].name = "aaa.pad";
+        // a buffer the family ignores (GPT-2's causal-mask buffers, LLaMA's stored inv_freq)
+        w[k].name = strstr(fixture, "gpt2") ? "h.0.attn.masked_bias"
+                                            : "model.layers.0.self_attn.rotary_emb.inv_freq";
         w[k].dtype = KED_U8;
         w[k].ndim = 1;
         w[k].shape[0] = 2;

@@ -241,6 +241,44 @@ done:
     return st;
 }
 
+// does `name` match a pattern whose "%d" stands for a layer number?
+static int matches_pattern(const char *pattern, const char *name, int n_layer) {
+    if (!strstr(pattern, "%d")) return !strcmp(pattern, name);
+    for (int l = 0; l < n_layer; l++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, pattern, l);
+        if (!strcmp(buf, name)) return 1;
+    }
+    return 0;
+}
+
+// every stored tensor must be used, be an alias target of a used one, or be a known buffer: a
+// tensor the config does not account for (q/k/v biases with attention_bias false, say) means the
+// config and the weights disagree, and computing without it would be silently wrong
+static ked_status check_unused_tensors(ked_model *m, ked_error *err) {
+    for (int i = 0; i < st_set_count(m->st); i++) {
+        const st_file *file = NULL;
+        const st_tensor *t = st_set_get(m->st, i, &file);
+        const char *name = t->name;
+        for (const char *const *p = m->fam->prefixes; *p; p++)
+            if (!strncmp(name, *p, strlen(*p))) name += strlen(*p);
+        int ok = 0;
+        for (int k = 0; k < m->n_names && !ok; k++) {
+            const char *alias = st_set_metadata(m->st, m->names[k]);
+            ok = !strcmp(m->names[k], name) || (alias && !strcmp(alias, t->name));
+        }
+        for (const char *const *p = m->fam->ignored; !ok && *p; p++)
+            ok = matches_pattern(*p, name, m->cfg.n_layer);
+        if (!ok && m->cfg.tied_head && !strcmp(name, "lm_head.weight")) ok = 1; // a saved tie
+        if (!ok)
+            return ked_fail(err, KED_ERR_FORMAT, "%s: tensor '%s' is not used by a %s model with "
+                            "this config.json (a field such as attention_bias, mlp_bias or "
+                            "num_hidden_layers disagrees with the weights)", st_path(file), t->name,
+                            m->fam->name);
+    }
+    return KED_OK;
+}
+
 ked_status load_hf(const char *path, ked_model *m, ked_error *err) {
     char *dir = NULL;
     if (ked_is_dir(path)) {
@@ -267,6 +305,7 @@ ked_status load_hf(const char *path, ked_model *m, ked_error *err) {
                         st_set_count(m->st));
     TRY(alloc_params(m, err));
     TRY(for_each_tensor_name(m, err, load_and_name));
+    TRY(check_unused_tensors(m, err));
     return compute_inv_freq(m, err);
 }
 
