@@ -11,15 +11,17 @@
  *         fprintf(stderr, "%s\n", err.msg);
  *         return 1;
  *     }
- *     int ids[256]; int n = 0;
- *     ked_tokenizer_encode(tok, "Once upon a time", 1, ids, 256, &n, NULL, &err);
+ *     const char *prompt = "Once upon a time";
+ *     int *ids = NULL, n = 0;                              // ids with BOS, as the model expects
+ *     ked_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, NULL, &n, &err);
  *     ked_generate_opts opts = ked_generate_defaults();   // greedy, 64 new tokens
  *     int out[320]; int n_out = 0;
- *     ked_generate(m, ids, n, &opts, out, 320, &n_out, &err);
+ *     ked_generate(m, ids, n, &opts, out, 320, &n_out, NULL, NULL, &err);
  *     char *text = NULL;
- *     ked_tokenizer_decode(tok, out, n_out, &text, &err);
+ *     ked_tokenizer_decode(tok, out, n_out, 1, &text, &err); // 1: leave out BOS/EOS
  *     printf("%s\n", text);
  *     free(text);
+ *     free(ids);
  *     ked_tokenizer_free(tok);
  *     ked_model_free(m);
  *
