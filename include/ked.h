@@ -292,6 +292,130 @@ void ked_set_threads(int n);
 /* ------------------------------------------------------------------------------------------ */
 /* editing (src/edit/)                                                                         */
 /* KED-SECTION edit: begin */
+// Editing (docs/editing.md). An edit is a patch over an immutable base (design.md §2): per
+// tensor a dense delta or a low-rank pair (delta = a b^T). A ked_editor owns the live weights
+// of a model: live tensor = base + the applied patches, added in list order in fp32. Reverting
+// a patch recomputes its tensors from the base; re-applying puts it back at its old place, so
+// rollback is bit-exact. Methods: "rome", "r-rome", "ft-l", "ft-m" ("ft" = "ft-l").
+
+typedef struct ked_patch ked_patch;
+void ked_patch_free(ked_patch *p);
+const char *ked_patch_method(const ked_patch *p);  // "rome", ...
+int ked_patch_n_entries(const ked_patch *p);      // tensors it changes
+// ked_patch_entry: entry i's HF tensor name (as ked_model_tensor_name spells it) and rank
+// (0: dense). Returns NULL when i is out of range.
+const char *ked_patch_entry(const ked_patch *p, int i, int *rank);
+// ked_patch_save: a safetensors file: per entry "<hf name>.delta" (dense, ked layout) or
+// "<hf name>.a" / ".b" (low rank, delta = a b^T in ked's (out, in) layout), metadata: format
+// "ked-patch", method, base model path, tensor names. Written atomically.
+ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *path, ked_error *err);
+// ked_patch_load: read a file written by ked_patch_save, checking every tensor against m.
+ked_status ked_patch_load(const ked_model *m, const char *path, ked_patch **out, ked_error *err);
+
+typedef struct ked_editor ked_editor;
+// ked_editor_new: take charge of m's weights (m must outlive the editor; one editor per model).
+// The first patch touching a tensor gives it its own fp32 buffer; the base stays as loaded.
+ked_status ked_editor_new(ked_model *m, ked_editor **out, ked_error *err);
+// ked_editor_free: put the base weights back (the model is as loaded) and free every patch.
+void ked_editor_free(ked_editor *e);
+// ked_editor_apply: append p (the editor takes ownership, also on failure) and add it to the
+// live weights; *id (may be NULL) receives its index in the list.
+ked_status ked_editor_apply(ked_editor *e, ked_patch *p, int *id, ked_error *err);
+ked_status ked_editor_revert(ked_editor *e, int id, ked_error *err);   // take patch id out
+ked_status ked_editor_reapply(ked_editor *e, int id, ked_error *err);  // put it back in place
+int ked_editor_n_patches(const ked_editor *e);                         // applied or reverted
+int ked_editor_is_active(const ked_editor *e, int id);
+const ked_patch *ked_editor_patch(const ked_editor *e, int id);
+
+// A request as EasyEdit writes one (easyedit-reference.md §1.3). prompt contains subject
+// (or "{}" standing for it); target_new is the answer (a leading space is added when missing,
+// as EasyEdit does).
+typedef struct {
+    const char *name;                 // e.g. "neighborhood"
+    const char *const *prompts;       // (n)
+    const char *const *ground_truth;  // (n), may be NULL
+    int n;
+} ked_edit_group;
+typedef struct {
+    const char *prompt, *subject, *target_new;
+    const char *ground_truth;         // may be NULL
+    const char *rephrase;             // may be NULL
+    const ked_edit_group *locality;   // (n_locality)
+    int n_locality;
+    const ked_edit_group *portability;
+    int n_portability;
+} ked_request;
+
+// Hyperparameters: EasyEdit's YAML files as they are (ROME, R-ROME, FT), or defaults derived
+// from the model (design.md §3b). Fields a method does not use are ignored.
+#define KED_MAX_EDIT_LAYERS 16
+typedef struct {
+    char method[16];          // "rome", "r-rome", "ft-l", "ft-m"
+    char source[512];         // the YAML path, or "defaults"
+    int layers[KED_MAX_EDIT_LAYERS], n_layers;
+    // ROME family
+    int v_num_grad_steps;
+    float v_lr;
+    int v_loss_layer;         // ked always scores the model's own logits (= the last layer)
+    float v_weight_decay, clamp_norm_factor, kl_factor;
+    int fact_token_last;      // 0: subject_last, 1: last
+    int mom2_adjustment;      // must be 0 (no second-moment statistics yet)
+    int ctx_len[4][2], n_ctx_len;      // context_template_length_params [[length, count], ...]
+    ked_hook_point v_point;   // where delta is added: mlp_out (mlp_module_tmp) or resid_out
+    int random_prefix_keys;   // R-ROME: k0, v0 averaged over the context templates
+    // FT
+    int num_steps, batch_size;
+    float lr, weight_decay;
+    float norm_constraint;    // <= 0: none
+    int ft_target_new;        // 0: prompt_last (FT-L), 1: target_new (FT-M)
+    int ft_bias;              // also train the down projection's bias (when the model has one)
+} ked_hparams;
+
+// ked_hparams_defaults: values derived from the model for a method (design.md §3b).
+ked_status ked_hparams_defaults(const ked_model *m, const char *method, ked_hparams *hp,
+                                ked_error *err);
+// ked_hparams_load: read an EasyEdit YAML file (alg_name ROME, R-ROME or FT) for model m; the
+// module templates must name modules of m's family. method (may be NULL) picks "ft-l"/"ft-m"
+// for FT files whose objective_optimization says otherwise.
+ked_status ked_hparams_load(const ked_model *m, const char *path, const char *method,
+                            ked_hparams *hp, ked_error *err);
+
+typedef struct {
+    const char *const *templates; // context templates, each with one "{}"; NULL: sampled
+    int n_templates;
+    uint64_t seed;                // seed of the sampled templates (default 0)
+    // on_step: called after each optimisation step's loss (may be NULL)
+    void (*on_step)(int step, float loss, void *user);
+    void *user;
+} ked_edit_opts;
+ked_edit_opts ked_edit_defaults(void);
+
+typedef struct {
+    char method[16];
+    int layer;                // the (first) edited layer
+    int subject_token;        // index of the subject's last token in the prompt ids (-1: none)
+    int n_steps;              // optimisation steps taken
+    float loss[256];          // loss of each step (first min(n_steps, 256))
+    double seconds;
+} ked_edit_info;
+
+// ked_edit_methods: the method names, comma-separated; ked_edit_method_known: 1 if known.
+const char *ked_edit_methods(void);
+int ked_edit_method_known(const char *method);
+
+// ked_edit: compute the patch that makes m (as it is now, patches included) answer req with
+// method hp->method. The model is unchanged afterwards; apply *out with ked_editor_apply.
+// info may be NULL.
+ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                    const ked_request *req, const ked_edit_opts *o, ked_patch **out,
+                    ked_edit_info *info, ked_error *err);
+
+// ked_edit_token_accuracy: EasyEdit's teacher-forced token accuracy (easyedit-reference.md
+// §4.3): the share of target tokens of prompt + " " + target that are the argmax after their
+// prefix. With pred (may be NULL) also the argmax ids (malloc'd, *n_pred of them).
+ked_status ked_edit_token_accuracy(const ked_model *m, const ked_tokenizer *tok,
+                                   const char *prompt, const char *target, float *acc,
+                                   int **pred, int *n_pred, ked_error *err);
 /* KED-SECTION edit: end */
 
 #ifdef __cplusplus

@@ -1,0 +1,164 @@
+// edit.h: the editing core's internals (docs/editing.md): patches, tokenised requests, the
+// machinery the locate-then-edit methods share (keys, the v* optimisation, Adam), and the
+// methods. Public API: include/ked.h, section "edit".
+//
+// Dimension letters: C d_model, F d_ff, V vocab, R rank of a low-rank entry.
+#ifndef KED_EDIT_H
+#define KED_EDIT_H
+
+#include "ked.h"
+#include "core/core.h"
+#include "model/model.h"
+
+/* ---- patches (patch.c) ------------------------------------------------------------------------ */
+
+// one tensor's change, addressed by slot. Dense: delta (rows, cols). Low rank: a (rows, R),
+// b (cols, R), delta[i][j] = sum_r a[i][r] b[j][r], always summed in r order (bit-exact replays).
+typedef struct {
+    int layer, slot;          // model_param(m, layer, slot); layer < 0: a global slot
+    int64_t rows, cols;
+    int rank;                 // 0: dense
+    float *delta;             // (rows, cols) when dense
+    float *a, *b;             // (rows, R), (cols, R) when low rank
+} patch_entry;
+
+struct ked_patch {
+    char method[16];
+    patch_entry *e;
+    int n;
+    char **names;             // HF tensor name per entry (filled by patch_add)
+};
+
+// patch_new: an empty patch of a method; patch_add_*: append an entry (copies the data).
+ked_status patch_new(const char *method, ked_patch **out, ked_error *err);
+ked_status patch_add_dense(ked_patch *p, const ked_model *m, int layer, int slot,
+                           const float *delta, ked_error *err);
+ked_status patch_add_lowrank(ked_patch *p, const ked_model *m, int layer, int slot, int rank,
+                             const float *a, const float *b, ked_error *err);
+// patch_entry_add: w (rows, cols) += the entry's delta, element by element
+void patch_entry_add(const patch_entry *e, float *w);
+// patch_hf_name: the HF name of a slot's tensor for m's family (into buf), 0 if it has none
+int patch_hf_name(const ked_model *m, int layer, int slot, char *buf, size_t cap);
+
+// a weight made temporarily writable: param->w points to a private copy until temp_weight_end
+// puts the original pointer back (methods that optimise weights, or stack several layers' edits,
+// leave the model as they found it)
+typedef struct {
+    ked_param *p;
+    float *orig, *tmp;
+} temp_weight;
+ked_status temp_weight_begin(ked_model *m, int layer, int slot, temp_weight *t, ked_error *err);
+void temp_weight_end(temp_weight *t);
+// patch_find_slot: the (layer, slot) of an HF tensor name of m's family; 0 if none
+int patch_find_slot(const ked_model *m, const char *name, int *layer, int *slot);
+
+/* ---- tokenised requests (request.c) ----------------------------------------------------------- */
+
+// one token sequence and its lookup index (the subject's last token, or the last token)
+typedef struct {
+    int *ids;
+    int n;
+    int lookup;
+} edit_seq;
+
+// a request turned into token ids: everything the methods need, nothing they must re-tokenise
+typedef struct {
+    edit_seq *ctx;            // (n_ctx) context templates formatted with the prompt; [0] usually "{}"
+    int n_ctx;
+    edit_seq bare;            // the prompt alone (BOS where the tokenizer adds it)
+    edit_seq kl;              // "{subject} is a"
+    int *target;              // (n_target) target ids without BOS
+    int n_target;
+} edit_case;
+
+void edit_case_free(edit_case *c);
+// edit_subject_last: the subject's last token in ids/spans of text: the last token with a
+// non-empty span that starts before subj_end (the byte after the subject's last byte); -1 if none
+int edit_subject_last(const ked_span *spans, int n, size_t subj_start, size_t subj_end);
+// edit_target_ids: the ids of target as it continues prompt (see docs/editing.md)
+ked_status edit_target_ids(const ked_tokenizer *tok, const char *prompt, const char *target,
+                           int **ids, int *n, ked_error *err);
+// edit_normalise_target: target with one leading space (EasyEdit adds " "); malloc'd
+char *edit_normalise_target(const char *target);
+// edit_case_build: tokenise req against the templates (each with one "{}"). last_token: the
+// lookup is the last token instead of the subject's last.
+ked_status edit_case_build(const ked_tokenizer *tok, const ked_request *req,
+                           const char *const *templates, int n_templates, int last_token,
+                           edit_case *out, ked_error *err);
+
+/* ---- context templates (templates.c) ---------------------------------------------------------- */
+
+// edit_templates_sample: EasyEdit's ROME recipe, seeded: "{}" then for each (length, count)
+// count/5 samples (top-k 5) of at most `length` tokens (prompt included) from each of "The",
+// "Therefore", "Because", "I", "You", braces removed, + ". {}". *out: malloc'd array of malloc'd
+// strings, freed with edit_templates_free.
+ked_status edit_templates_sample(const ked_model *m, const ked_tokenizer *tok,
+                                 const int (*len_params)[2], int n_params, uint64_t seed,
+                                 char ***out, int *n_out, ked_error *err);
+// edit_templates_read: one template per line (blank lines skipped); each must hold "{}" once
+ked_status edit_templates_read(const char *path, char ***out, int *n_out, ked_error *err);
+void edit_templates_free(char **t, int n);
+
+/* ---- keys and values at the lookup token (keys.c) ----------------------------------------------- */
+
+// edit_capture_at: run seqs (stopping after `layer`) and copy the activation of points[k] of
+// `layer` at each sequence's lookup token into outs[k] (n_seqs, width), k < n_points
+ked_status edit_capture_at(const ked_model *m, const edit_seq *seqs, int n_seqs, int layer,
+                           const ked_hook_point *points, float *const *outs, int n_points,
+                           ked_error *err);
+// edit_mean_at: the mean over seqs of the activation of `point` (width floats into out)
+ked_status edit_mean_at(const ked_model *m, const edit_seq *seqs, int n_seqs, int layer,
+                        ked_hook_point point, float *out, ked_error *err);
+// edit_batch: seqs right-padded into ids (n_seqs, T) (padding repeats id of position 0) and
+// len (n_seqs); extra[i] more ids appended to row i when extra_ids is not NULL
+ked_status edit_batch(const edit_seq *seqs, int n_seqs, const int *extra_ids, const int *extra,
+                      int **ids, int **len, int *T, ked_error *err);
+
+/* ---- Adam (adam.c) ---------------------------------------------------------------------------- */
+
+// torch.optim.Adam (betas 0.9, 0.999, eps 1e-8, L2 weight decay added to the gradient), in the
+// same float32 operation order as torch 1.13's single-tensor implementation
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t n;
+    int step;
+    float *m, *v;             // (n)
+} edit_adam;
+ked_status edit_adam_init(edit_adam *a, int64_t n, float lr, float weight_decay, ked_error *err);
+void edit_adam_step(edit_adam *a, float *param, const float *grad);
+void edit_adam_free(edit_adam *a);
+
+/* ---- the v* optimisation (vstar.c) -------------------------------------------------------------- */
+
+typedef struct {
+    float *target_init;       // (C) the activation at ctx[0]'s lookup before any change
+    float *delta;             // (C) the optimised delta
+    int n_steps;
+    float loss[256];
+    float nll_last, kl_last;
+} vstar_result;
+// edit_vstar: EasyEdit's compute_v (easyedit-reference.md §2.0) at hp->v_point of `layer`.
+// no_cache: recompute the layers below `layer` every step (for the equality test).
+ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
+                      int no_cache, const ked_edit_opts *o, vstar_result *res, ked_error *err);
+void vstar_result_free(vstar_result *r);
+
+/* ---- methods ------------------------------------------------------------------------------------- */
+
+// what a ROME edit computed (for the reference tests): k* = the key averaged over the templates
+// (before normalisation), u = k*/|k*|, v* = target_init + delta, k0, v0, right
+typedef struct {
+    float *kstar, *u, *vstar, *k0, *v0, *right; // (F), (F), (C), (F), (C), (C)
+    vstar_result vs;
+} rome_trace;
+void rome_trace_free(rome_trace *t);
+// edit_rome_case: ROME (rrome = 0) or R-ROME (rrome = 1) on a tokenised case; trace may be NULL
+ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *c, int rrome,
+                          const ked_edit_opts *o, ked_patch **out, rome_trace *trace,
+                          ked_edit_info *info, ked_error *err);
+// edit_ft_case: FT-L (hp->ft_target_new = 0) or FT-M on a tokenised case (uses bare + target)
+ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
+                        const ked_edit_opts *o, ked_patch **out, ked_edit_info *info,
+                        ked_error *err);
+
+#endif

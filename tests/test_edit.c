@@ -1,0 +1,167 @@
+// test_edit.c: end-to-end edits of a real model (models/stories260K, tokenizer tok512.bin):
+// "Once upon a time, there was a little girl named" with subject "little girl" and target
+// " Sue". ROME, R-ROME, FT-M and FT-L each (with ked's model-derived defaults, seeded context
+// templates) must make the 12-token greedy continuation contain "Sue", while the argmax at every
+// position of 50 unrelated prompts (tests/data/edit/locality_prompts.txt) agrees with the
+// unedited model at >= 0.90 of positions. Reverting the patch gives back the base weights bit
+// for bit. Prints the figures.
+#include "test.h"
+
+#include "ked.h"
+#include "edit/edit.h"
+
+#define MODEL "models/stories260K"
+#define TOKENIZER "models/stories260K/tok512.bin"
+static const char *prompt = "Once upon a time, there was a little girl named";
+
+static ked_model *m;
+static ked_tokenizer *tok;
+static char *loc[64];
+static int n_loc; // 0..64
+static int *loc_ids, *loc_len, loc_T;
+
+static void read_locality(void) {
+    FILE *f = fopen("tests/data/edit/locality_prompts.txt", "r");
+    char line[512];
+    while (f && n_loc < 64 && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (*line) loc[n_loc++] = strdup(line);
+    }
+    if (f) fclose(f);
+    // one right-padded batch
+    int *ids[64], n[64];
+    ked_error err;
+    loc_T = 0;
+    for (int i = 0; i < n_loc; i++) {
+        CHECK_OK(ked_tokenizer_encode(tok, loc[i], strlen(loc[i]), 1, &ids[i], NULL, &n[i], &err), &err);
+        if (n[i] > loc_T) loc_T = n[i];
+    }
+    loc_ids = calloc((size_t)(n_loc > 0 ? n_loc : 1) * (size_t)(loc_T > 0 ? loc_T : 1), sizeof(int));
+    loc_len = calloc(64, sizeof(int));
+    for (int i = 0; i < n_loc; i++) {
+        memcpy(loc_ids + (size_t)i * loc_T, ids[i], sizeof(int) * (size_t)n[i]);
+        loc_len[i] = n[i];
+        free(ids[i]);
+    }
+}
+
+// argmax at every valid position of the locality batch into out (n_loc * loc_T, -1 in padding)
+static void locality_argmax(int *out) {
+    ked_error err;
+    ked_run *r = NULL;
+    CHECK_OK(ked_run_new(m, n_loc, loc_T, loc_T, 0, &r, &err), &err);
+    CHECK_OK(ked_forward(m, r, loc_ids, n_loc, loc_T, loc_len, NULL, &err), &err);
+    const float *lg = ked_run_logits(r, NULL);
+    int V = ked_model_config(m)->vocab;
+    for (int b = 0; b < n_loc; b++)
+        for (int t = 0; t < loc_T; t++) {
+            int best = -1;
+            if (t < loc_len[b]) {
+                const float *z = lg + ((size_t)b * loc_T + t) * V;
+                best = 0;
+                for (int v = 1; v < V; v++) if (z[v] > z[best]) best = v;
+            }
+            out[b * loc_T + t] = best;
+        }
+    ked_run_free(r);
+}
+
+static float agreement(const int *a, const int *b) {
+    int same = 0, n = 0;
+    for (int i = 0; i < n_loc * loc_T; i++)
+        if (a[i] >= 0) { n++; same += a[i] == b[i]; }
+    return n ? (float)same / n : 0;
+}
+
+// greedy continuation of the prompt (12 tokens) as text
+static char *greedy(void) {
+    ked_error err;
+    int *ids = NULL, n = 0, out[128], n_out = 0;
+    CHECK_OK(ked_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, NULL, &n, &err), &err);
+    ked_generate_opts o = ked_generate_defaults();
+    o.max_new = 12;
+    CHECK_OK(ked_generate(m, ids, n, &o, out, 128, &n_out, NULL, NULL, &err), &err);
+    char *text = NULL;
+    CHECK_OK(ked_tokenizer_decode(tok, out + n, n_out - n, 1, &text, &err), &err);
+    free(ids);
+    return text;
+}
+
+static void on_step(int step, float loss, void *user) {
+    (void)user;
+    if (step < 3 || step % 10 == 0) printf("      step %2d loss %.4f\n", step, loss);
+}
+
+static void edit_one(const char *method, const int *base_arg, const float *base_down) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(m, method, &hp, &err), &err);
+    ked_request req = {0};
+    req.prompt = prompt;
+    req.subject = "little girl";
+    req.target_new = " Sue";
+    ked_edit_opts o = ked_edit_defaults();
+    o.seed = 1;
+    o.on_step = on_step;
+    ked_patch *p = NULL;
+    ked_edit_info info;
+    printf("  %s (layer %d)\n", method, hp.layers[0]);
+    CHECK_OK(ked_edit(m, tok, &hp, &req, &o, &p, &info, &err), &err);
+    if (!p) return;
+    ked_editor *ed = NULL;
+    CHECK_OK(ked_editor_new(m, &ed, &err), &err);
+    float acc0 = 0, acc1 = 0;
+    CHECK_OK(ked_edit_token_accuracy(m, tok, prompt, " Sue", &acc0, NULL, NULL, &err), &err);
+    CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
+    CHECK_OK(ked_edit_token_accuracy(m, tok, prompt, " Sue", &acc1, NULL, NULL, &err), &err);
+    char *after = greedy();
+    int *arg = malloc(sizeof(int) * (size_t)n_loc * loc_T);
+    locality_argmax(arg);
+    float agree = agreement(base_arg, arg);
+    printf("    %d steps, final loss %.4f, %.3f s; rewrite acc %.2f -> %.2f; locality agreement "
+           "%.4f\n    after: \"%s\"\n", info.n_steps, info.loss[info.n_steps - 1], info.seconds,
+           acc0, acc1, agree, after);
+    CHECK(strstr(after, "Sue") != NULL, "%s: the continuation lacks Sue: \"%s\"", method, after);
+    CHECK(agree >= 0.90f, "%s: locality agreement %.4f < 0.90", method, agree);
+    CHECK(acc1 == 1.0f, "%s: rewrite accuracy %.2f after the edit", method, acc1);
+    // revert: the base weights, bit for bit
+    CHECK_OK(ked_editor_revert(ed, 0, &err), &err);
+    const ked_param *w = model_param(m, info.layer, P_WDOWN);
+    CHECK(!memcmp(w->w, base_down + (size_t)info.layer * w->rows * w->cols,
+                  sizeof(float) * (size_t)(w->rows * w->cols)), "%s: revert is not bit-exact", method);
+    ked_editor_free(ed);
+    free(after);
+    free(arg);
+}
+
+int main(void) {
+    ked_set_threads(1); // a tiny model: one thread is fastest (no pool to wake)
+    ked_error err;
+    if (ked_model_load(MODEL, &m, &err) || ked_tokenizer_load(TOKENIZER, &tok, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    read_locality();
+    CHECK(n_loc == 50, "%d locality prompts", n_loc);
+    const ked_config *c = ked_model_config(m);
+    int64_t per = (int64_t)c->d_model * c->d_ff;
+    float *base_down = malloc(sizeof(float) * (size_t)(per * c->n_layer));
+    for (int l = 0; l < c->n_layer; l++)
+        memcpy(base_down + l * per, model_param(m, l, P_WDOWN)->w, sizeof(float) * (size_t)per);
+    char *before = greedy();
+    printf("  before: \"%s\"\n", before);
+    CHECK(strstr(before, "Sue") == NULL, "the unedited model already says Sue");
+    int *base_arg = malloc(sizeof(int) * (size_t)n_loc * loc_T);
+    locality_argmax(base_arg);
+    const char *methods[] = {"rome", "r-rome", "ft-m", "ft-l"};
+    for (int i = 0; i < 4; i++) edit_one(methods[i], base_arg, base_down);
+    free(before);
+    free(base_arg);
+    free(base_down);
+    for (int i = 0; i < n_loc; i++) free(loc[i]);
+    free(loc_ids);
+    free(loc_len);
+    ked_tokenizer_free(tok);
+    ked_model_free(m);
+    return test_finish("test_edit");
+}
