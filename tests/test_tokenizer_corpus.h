@@ -19,7 +19,7 @@ typedef struct {
     int n;
 } tc_ids;
 
-static char *tc_read_all(const char *path, size_t *len) {
+static inline char *tc_read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) { fprintf(stderr, "cannot open %s\n", path); return NULL; }
     fseek(f, 0, SEEK_END);
@@ -33,9 +33,9 @@ static char *tc_read_all(const char *path, size_t *len) {
     return b;
 }
 
-static int tc_hex(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+static inline int tc_hex(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
-static int tc_load_corpus(const char *path, tc_corpus *c) {
+static inline int tc_load_corpus(const char *path, tc_corpus *c) {
     size_t n;
     char *b = tc_read_all(path, &n);
     if (!b) return -1;
@@ -71,13 +71,13 @@ static int tc_load_corpus(const char *path, tc_corpus *c) {
     return 0;
 }
 
-static void tc_free_corpus(tc_corpus *c) {
+static inline void tc_free_corpus(tc_corpus *c) {
     for (int i = 0; i < c->n; i++) free(c->s[i]);
     free(c->s);
     free(c->len);
 }
 
-static int tc_load_ids(const char *path, tc_ids *r) {
+static inline int tc_load_ids(const char *path, tc_ids *r) {
     size_t n;
     char *b = tc_read_all(path, &n);
     if (!b) return -1;
@@ -111,17 +111,17 @@ static int tc_load_ids(const char *path, tc_ids *r) {
     return 0;
 }
 
-static void tc_free_ids(tc_ids *r) {
+static inline void tc_free_ids(tc_ids *r) {
     for (int i = 0; i < r->n; i++) free(r->ids[i]);
     free(r->ids);
     free(r->n_ids);
 }
 
-static int tc_same(const int *a, int na, const int *b, int nb) {
+static inline int tc_same(const int *a, int na, const int *b, int nb) {
     return na == nb && (na == 0 || memcmp(a, b, sizeof(int) * (size_t)na) == 0);
 }
 
-static void tc_print_ids(const char *what, const int *a, int n) {
+static inline void tc_print_ids(const char *what, const int *a, int n) {
     fprintf(stderr, "    %s:", what);
     for (int i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", a[i]);
     fprintf(stderr, n > 40 ? " ...\n" : "\n");

@@ -7,14 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+// a candidate merge: key = priority (high 32 bits, order-preserving) | left position (low 32),
+// so one integer comparison orders by (priority, position); size is the merged length in bytes,
+// which tells a stale candidate (one of its symbols has grown or gone) from a live one.
 struct tok_heap_item {
-    double prio;
-    int left, right, lid, rid, new_id;
+    uint64_t key;
+    int right, new_id;
+    uint32_t size;
 };
-
-static int item_less(const struct tok_heap_item *a, const struct tok_heap_item *b) {
-    return a->prio < b->prio || (a->prio == b->prio && a->left < b->left);
-}
 
 typedef struct {
     struct tok_heap_item *h;
@@ -23,36 +23,43 @@ typedef struct {
 
 static void heap_push(heap *hp, struct tok_heap_item it) {
     size_t i = hp->n++;
-    hp->h[i] = it;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!item_less(&hp->h[i], &hp->h[p])) break;
-        struct tok_heap_item x = hp->h[i]; hp->h[i] = hp->h[p]; hp->h[p] = x;
+        if (hp->h[p].key <= it.key) break;
+        hp->h[i] = hp->h[p];
         i = p;
     }
+    hp->h[i] = it;
 }
 
 static struct tok_heap_item heap_pop(heap *hp) {
-    struct tok_heap_item top = hp->h[0];
-    hp->h[0] = hp->h[--hp->n];
-    size_t i = 0;
+    struct tok_heap_item top = hp->h[0], last = hp->h[--hp->n];
+    size_t i = 0, n = hp->n;
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < hp->n && item_less(&hp->h[l], &hp->h[m])) m = l;
-        if (r < hp->n && item_less(&hp->h[r], &hp->h[m])) m = r;
-        if (m == i) break;
-        struct tok_heap_item x = hp->h[i]; hp->h[i] = hp->h[m]; hp->h[m] = x;
+        size_t l = 2 * i + 1, m = l;
+        if (l >= n) break;
+        if (l + 1 < n && hp->h[l + 1].key < hp->h[l].key) m = l + 1;
+        if (last.key <= hp->h[m].key) break;
+        hp->h[i] = hp->h[m];
         i = m;
     }
+    if (n > 0) hp->h[i] = last;
     return top;
 }
 
+// a float priority as an unsigned integer of the same order
+static uint32_t order_float(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
 // the merge of symbols a and b if there is one: priority (lower first) and merged id
-static int lookup_pair(const ked_tokenizer *t, int a, int b, double *prio, int *id) {
+static int lookup_pair(const ked_tokenizer *t, int a, int b, uint32_t *prio, int *id) {
     if (t->has_merges) {
         const tok_pair *p = tok_pairmap_get(&t->merges, a, b);
         if (!p) return 0;
-        *prio = p->rank;
+        *prio = (uint32_t)p->rank;
         *id = p->id;
         return 1;
     }
@@ -65,7 +72,7 @@ static int lookup_pair(const ked_tokenizer *t, int a, int b, double *prio, int *
     memcpy(buf + la, t->piece[b], lb);
     int m = tok_strmap_get(&t->vocab, buf, la + lb);
     if (m < 0 || m >= t->n_vocab) return 0;
-    *prio = -(double)t->score[m];
+    *prio = order_float(-t->score[m]);
     *id = m;
     return 1;
 }
@@ -98,26 +105,28 @@ int tok_bpe(const ked_tokenizer *t, tok_sym *sym, int n, tok_bpe_work *w) {
     int *prev = w->prev, *next = w->next;
     heap hp = {w->heap, 0};
     for (int i = 0; i < n; i++) { prev[i] = i - 1; next[i] = i + 1 < n ? i + 1 : -1; }
-    for (int i = 0; i + 1 < n; i++) {
-        double pr; int id;
-        if (lookup_pair(t, sym[i].id, sym[i + 1].id, &pr, &id))
-            heap_push(&hp, (struct tok_heap_item){pr, i, i + 1, sym[i].id, sym[i + 1].id, id});
-    }
+#define CANDIDATE(l, r)                                                                         \
+    do {                                                                                        \
+        uint32_t pr_; int id_;                                                                  \
+        if (lookup_pair(t, sym[l].id, sym[r].id, &pr_, &id_))                                   \
+            heap_push(&hp, (struct tok_heap_item){((uint64_t)pr_ << 32) | (uint32_t)(l), (r), id_, \
+                                                  sym[r].end - sym[l].start});                  \
+    } while (0)
+    for (int i = 0; i + 1 < n; i++) CANDIDATE(i, i + 1);
     while (hp.n > 0) {
         struct tok_heap_item it = heap_pop(&hp);
-        int l = it.left, r = it.right;
-        if (sym[l].id != it.lid || next[l] != r || sym[r].id != it.rid) continue; // stale
+        int l = (int)(uint32_t)it.key, r = it.right;
+        // stale: l is gone, r is no longer next to l, or either has grown since
+        if (sym[l].id < 0 || next[l] != r || sym[r].end - sym[l].start != it.size) continue;
         sym[l].id = it.new_id;
         sym[l].end = sym[r].end;
         next[l] = next[r];
         if (next[r] >= 0) prev[next[r]] = l;
         sym[r].id = -2; // dead
-        double pr; int id;
-        if (prev[l] >= 0 && lookup_pair(t, sym[prev[l]].id, sym[l].id, &pr, &id))
-            heap_push(&hp, (struct tok_heap_item){pr, prev[l], l, sym[prev[l]].id, sym[l].id, id});
-        if (next[l] >= 0 && lookup_pair(t, sym[l].id, sym[next[l]].id, &pr, &id))
-            heap_push(&hp, (struct tok_heap_item){pr, l, next[l], sym[l].id, sym[next[l]].id, id});
+        if (prev[l] >= 0) CANDIDATE(prev[l], l);
+        if (next[l] >= 0) CANDIDATE(l, next[l]);
     }
+#undef CANDIDATE
     int m = 0;
     for (int i = 0; i >= 0; i = next[i]) sym[m++] = sym[i];
     return m;

@@ -11,6 +11,7 @@ $PY tok_build_json.py
 $PY tok_gpt2_ref.py
 $PY tok_sp_ref.py
 $PY tok_llama2c_ref.py
+$PY tok_split_ref.py
 D=../data/tokenizer
 node tok_hf_ref.mjs $D/vicuna-llama/tokenizer.json $D/corpus.txt $D/vicuna_ids.txt
 node tok_hf_ref.mjs $D/tinystories-656k/tokenizer.json $D/corpus.txt $D/tinystories_ids.txt
