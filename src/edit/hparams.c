@@ -280,23 +280,6 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     }
     if ((st = ked_hparams_defaults(m, mname, hp, err))) goto done;
     snprintf(hp->source, sizeof hp->source, "%s", path);
-    // layers
-    const yaml_entry *le = map_get(&y, "layers");
-    if (!le || le->scalar || le->n_nums < 1 || le->n_nums > KED_MAX_EDIT_LAYERS) {
-        st = ked_fail(err, KED_ERR_FORMAT, "%s: field 'layers' must be a list of 1 to %d layer "
-                      "indices", path, KED_MAX_EDIT_LAYERS);
-        goto done;
-    }
-    int L = ked_model_config(m)->n_layer;
-    hp->n_layers = le->n_nums;
-    for (int i = 0; i < le->n_nums; i++) {
-        hp->layers[i] = (int)le->nums[i];
-        if (hp->layers[i] != le->nums[i] || hp->layers[i] < 0 || hp->layers[i] >= L) {
-            st = ked_fail(err, KED_ERR_ARG, "%s: line %d: layer %g is not a layer of %s (0..%d)",
-                          path, le->line, le->nums[i], ked_model_path(m), L - 1);
-            goto done;
-        }
-    }
     double d;
     if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome")) {
         const char *ft = get_str(&y, "fact_token");
@@ -361,6 +344,23 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         hp->ft_bias = !weight_only;
         if (hp->num_steps < 0 || !(hp->lr > 0)) {
             st = ked_fail(err, KED_ERR_FORMAT, "%s: num_steps must be >= 0 and lr positive", path);
+            goto done;
+        }
+    }
+    // layers (after the templates, so a file for another family says that first)
+    const yaml_entry *le = map_get(&y, "layers");
+    if (!le || le->scalar || le->n_nums < 1 || le->n_nums > KED_MAX_EDIT_LAYERS) {
+        st = ked_fail(err, KED_ERR_FORMAT, "%s: field 'layers' must be a list of 1 to %d layer "
+                      "indices", path, KED_MAX_EDIT_LAYERS);
+        goto done;
+    }
+    int L = ked_model_config(m)->n_layer;
+    hp->n_layers = le->n_nums;
+    for (int i = 0; i < le->n_nums; i++) {
+        hp->layers[i] = (int)le->nums[i];
+        if (hp->layers[i] != le->nums[i] || hp->layers[i] < 0 || hp->layers[i] >= L) {
+            st = ked_fail(err, KED_ERR_ARG, "%s: line %d: layer %g is not a layer of %s (0..%d)",
+                          path, le->line, le->nums[i], ked_model_path(m), L - 1);
             goto done;
         }
     }

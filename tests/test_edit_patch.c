@@ -1,0 +1,213 @@
+// test_edit_patch.c: patches and the editor on models/stories260K: twenty sequential ROME edits
+// then rolling all back give the base weights bit for bit; reverting the tenth and re-applying
+// it gives the weights of before, bit for bit; a patch written to a file and read back is the
+// same patch; freeing the editor gives the model its loaded buffers back. Also: the v*
+// optimisation with the layers below the edit cached equals the one recomputing them; EasyEdit
+// YAML files load (values, module templates) or fail with a message naming the file and field.
+#include "test.h"
+
+#include "ked.h"
+#include "edit/edit.h"
+
+static ked_model *m;
+static ked_tokenizer *tok;
+
+// every layer's down projection, concatenated
+static float *snapshot(void) {
+    const ked_config *c = ked_model_config(m);
+    size_t per = (size_t)c->d_model * c->d_ff;
+    float *s = malloc(sizeof(float) * per * c->n_layer);
+    for (int l = 0; l < c->n_layer; l++) memcpy(s + l * per, model_param(m, l, P_WDOWN)->w, sizeof(float) * per);
+    return s;
+}
+static int same(const float *a, const float *b) {
+    const ked_config *c = ked_model_config(m);
+    return !memcmp(a, b, sizeof(float) * (size_t)c->d_model * c->d_ff * c->n_layer);
+}
+
+static const char *names[] = {"Lily", "Tom", "Ben", "Mia", "Max", "Sam", "Anna", "Tim", "Sue", "Bob"};
+static const char *things[] = {"little girl", "big dog", "small cat", "old man", "red bird"};
+
+static void test_sequential(void) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
+    hp.v_num_grad_steps = 8; // the weights, not the edits' quality, are under test here
+    char **tmpl = NULL;
+    int n_tmpl = 0;
+    CHECK_OK(edit_templates_sample(m, tok, (const int (*)[2])hp.ctx_len, hp.n_ctx_len, 7, &tmpl,
+                                   &n_tmpl, &err), &err);
+    ked_edit_opts o = ked_edit_defaults();
+    o.templates = (const char *const *)tmpl;
+    o.n_templates = n_tmpl;
+    float *base = snapshot();
+    const float *loaded[5];
+    for (int l = 0; l < 5; l++) loaded[l] = model_param(m, l, P_WDOWN)->w;
+    ked_editor *ed = NULL;
+    CHECK_OK(ked_editor_new(m, &ed, &err), &err);
+    double t0 = ked_time_s();
+    for (int i = 0; i < 20; i++) {
+        char prompt[256], target[64];
+        snprintf(prompt, sizeof prompt, "Once upon a time, there was a %s named", things[i % 5]);
+        snprintf(target, sizeof target, " %s", names[(i * 3 + 1) % 10]);
+        ked_request req = {0};
+        req.prompt = prompt;
+        req.subject = things[i % 5];
+        req.target_new = target;
+        hp.layers[0] = i % 4; // spread over layers 0..3, several edits per tensor
+        ked_patch *p = NULL;
+        CHECK_OK(ked_edit(m, tok, &hp, &req, &o, &p, NULL, &err), &err);
+        int id = -1;
+        if (p) CHECK_OK(ked_editor_apply(ed, p, &id, &err), &err);
+        CHECK(id == i, "patch id %d, expected %d", id, i);
+    }
+    printf("  20 ROME edits (8 v* steps each) in %.2f s\n", ked_time_s() - t0);
+    CHECK(ked_editor_n_patches(ed) == 20, "%d patches", ked_editor_n_patches(ed));
+    float *after = snapshot();
+    CHECK(!same(after, base), "the edits changed nothing");
+    // the tenth out and back in
+    CHECK_OK(ked_editor_revert(ed, 9, &err), &err);
+    float *without = snapshot();
+    CHECK(!same(without, after), "reverting patch 9 changed nothing");
+    CHECK(!ked_editor_is_active(ed, 9), "patch 9 still active");
+    CHECK(ked_editor_revert(ed, 9, &err) == KED_ERR_ARG, "reverting twice should fail");
+    CHECK_OK(ked_editor_reapply(ed, 9, &err), &err);
+    float *again = snapshot();
+    CHECK(same(again, after), "revert + re-apply of patch 9 is not bit-exact");
+    // save patch 9 and read it back: applying the copy after reverting the original gives the
+    // same weights as re-applying the original only if it is last, so compare the entries
+    const ked_patch *p9 = ked_editor_patch(ed, 9);
+    CHECK_OK(ked_patch_save(p9, m, "build/tests/edit_patch9.safetensors", &err), &err);
+    ked_patch *q = NULL;
+    CHECK_OK(ked_patch_load(m, "build/tests/edit_patch9.safetensors", &q, &err), &err);
+    if (q) {
+        CHECK(q->n == p9->n && !strcmp(q->method, "rome"), "loaded patch differs");
+        for (int i = 0; i < q->n && i < p9->n; i++) {
+            const patch_entry *a = &q->e[i], *b = &p9->e[i];
+            CHECK(a->layer == b->layer && a->slot == b->slot && a->rank == b->rank &&
+                  !memcmp(a->a, b->a, sizeof(float) * (size_t)(a->rows * a->rank)) &&
+                  !memcmp(a->b, b->b, sizeof(float) * (size_t)(a->cols * a->rank)),
+                  "loaded entry %d differs", i);
+            int rank = -1;
+            const char *nm = ked_patch_entry(q, i, &rank);
+            printf("  patch 9: %s rank %d\n", nm, rank);
+            CHECK(rank == 1, "rank %d", rank);
+        }
+        ked_patch_free(q);
+    }
+    // everything out, in a scrambled order
+    for (int k = 0; k < 20; k++) CHECK_OK(ked_editor_revert(ed, (k * 7) % 20, &err), &err);
+    float *none = snapshot();
+    CHECK(same(none, base), "rolling back all 20 edits is not bit-exact");
+    ked_editor_free(ed);
+    for (int l = 0; l < 5; l++)
+        CHECK(model_param(m, l, P_WDOWN)->w == loaded[l], "layer %d: the loaded buffer is not back", l);
+    float *freed = snapshot();
+    CHECK(same(freed, base), "after ked_editor_free the weights differ from the base");
+    free(base); free(after); free(without); free(again); free(none); free(freed);
+    edit_templates_free(tmpl, n_tmpl);
+}
+
+// v* with the layers below the edit cached (start_layer) equals the uncached run
+static void test_vstar_cache(void) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
+    hp.v_num_grad_steps = 10;
+    const char *tmpl[3] = {"{}", "The dog ran. {}", "Because it was a sunny day. {}"};
+    ked_request req = {0};
+    req.prompt = "Once upon a time, there was a little girl named";
+    req.subject = "little girl";
+    req.target_new = "Sue";
+    edit_case c;
+    CHECK_OK(edit_case_build(tok, &req, tmpl, 3, 0, &c, &err), &err);
+    vstar_result a, b;
+    double t0 = ked_time_s();
+    CHECK_OK(edit_vstar(m, &hp, &c, 3, 0, NULL, &a, &err), &err);
+    double t1 = ked_time_s();
+    CHECK_OK(edit_vstar(m, &hp, &c, 3, 1, NULL, &b, &err), &err);
+    double t2 = ked_time_s();
+    int C = ked_model_config(m)->d_model;
+    float d = test_maxdiff(a.delta, b.delta, (size_t)C, NULL);
+    printf("  v* at layer 3, 10 steps: cached %.3f s, uncached %.3f s, max |delta diff| %g, "
+           "losses %.6f vs %.6f\n", t1 - t0, t2 - t1, d, a.loss[a.n_steps - 1], b.loss[b.n_steps - 1]);
+    CHECK(d == 0.0f, "cached and uncached v* differ by %g", d);
+    CHECK(a.n_steps == b.n_steps, "steps %d vs %d", a.n_steps, b.n_steps);
+    vstar_result_free(&a);
+    vstar_result_free(&b);
+    edit_case_free(&c);
+}
+
+static void test_subject_rule(void) {
+    ked_error err;
+    const char *prompt = "Once upon a time, there was a little girl named";
+    int *ids = NULL, n = 0;
+    ked_span *sp = NULL;
+    CHECK_OK(ked_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &sp, &n, &err), &err);
+    const char *at = strstr(prompt, "little girl");
+    int last = edit_subject_last(sp, n, (size_t)(at - prompt), (size_t)(at - prompt) + 11);
+    // " little" " g" "ir" "l" " named": the subject's last token is "l"
+    CHECK(last == n - 2, "subject-last token %d, expected %d", last, n - 2);
+    int *t = NULL, nt = 0;
+    CHECK_OK(edit_target_ids(tok, prompt, " Sue", &t, &nt, &err), &err);
+    CHECK(nt == 3 && t && t[0] == 301, "target ids: %d of them, first %d", nt, t ? t[0] : -1);
+    free(ids); free(sp); free(t);
+}
+
+static void test_hparams(void) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_load(m, "tests/data/hparams/ROME-stories260k.yaml", NULL, &hp, &err), &err);
+    CHECK(!strcmp(hp.method, "rome") && hp.n_layers == 1 && hp.layers[0] == 1 &&
+          hp.v_num_grad_steps == 40 && hp.v_lr == 0.5f && hp.v_weight_decay == 0.5f &&
+          hp.kl_factor == 0.0625f && hp.clamp_norm_factor == 4.0f && hp.n_ctx_len == 2 &&
+          hp.ctx_len[1][0] == 10 && hp.ctx_len[1][1] == 10 && hp.v_point == KED_HOOK_MLP_OUT &&
+          !hp.mom2_adjustment, "ROME-stories260k.yaml read wrong");
+    // EasyEdit's own files: a llama file names modules of stories260K but layer 5 is not there
+    ked_status st = ked_hparams_load(m, "tests/data/hparams/ROME-llama-7b.yaml", NULL, &hp, &err);
+    CHECK(st == KED_ERR_ARG && strstr(err.msg, "ROME-llama-7b.yaml") && strstr(err.msg, "layer 5"),
+          "llama-7b on stories260K: %s", err.msg);
+    printf("  %s\n", err.msg);
+    // a GPT-2 file's templates name nothing in a llama model
+    st = ked_hparams_load(m, "tests/data/hparams/ROME-gpt2-xl.yaml", NULL, &hp, &err);
+    CHECK(st == KED_ERR_UNSUPPORTED && strstr(err.msg, "rewrite_module_tmp") &&
+          strstr(err.msg, "transformer.h.{}.mlp.c_proj"), "gpt2-xl on a llama: %s", err.msg);
+    printf("  %s\n", err.msg);
+    st = ked_hparams_load(m, "tests/data/hparams/FT-llama-7b.yaml", "ft-m", &hp, &err);
+    CHECK(st == KED_ERR_ARG && strstr(err.msg, "layer 21"), "FT llama-7b: %s", err.msg);
+    st = ked_hparams_load(m, "tests/data/hparams/no-such-file.yaml", NULL, &hp, &err);
+    CHECK(st == KED_ERR_IO && strstr(err.msg, "no-such-file.yaml"), "missing file: %s", err.msg);
+    // the EasyEdit GPT-2 files on the tiny GPT-2 fixture: everything but the layer fits
+    ked_model *g = NULL;
+    CHECK_OK(ked_model_load("tests/data/tiny-gpt2", &g, &err), &err);
+    if (g) {
+        st = ked_hparams_load(g, "tests/data/hparams/R-ROME-gpt2-xl.yaml", NULL, &hp, &err);
+        CHECK(st == KED_ERR_ARG && strstr(err.msg, "layer 17"), "R-ROME gpt2-xl: %s", err.msg);
+        st = ked_hparams_load(g, "tests/data/hparams/FT-gpt2-xl.yaml", NULL, &hp, &err);
+        CHECK(st == KED_OK && !strcmp(hp.method, "ft-l") && hp.layers[0] == 0 &&
+              hp.norm_constraint == 5e-4f && hp.lr == 5e-4f && hp.num_steps == 25 && hp.ft_bias,
+              "FT gpt2-xl on tiny-gpt2: %s", err.msg);
+        ked_model_free(g);
+    }
+    // defaults: never the last layer for ROME
+    CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
+    CHECK(hp.layers[0] >= 0 && hp.layers[0] < 4, "ROME default layer %d", hp.layers[0]);
+    CHECK(ked_hparams_defaults(m, "memit", &hp, &err) == KED_ERR_ARG, "memit is not known yet");
+}
+
+int main(void) {
+    ked_set_threads(1);
+    ked_error err;
+    if (ked_model_load("models/stories260K", &m, &err) ||
+        ked_tokenizer_load("models/stories260K/tok512.bin", &tok, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    test_subject_rule();
+    test_hparams();
+    test_vstar_cache();
+    test_sequential();
+    ked_tokenizer_free(tok);
+    ked_model_free(m);
+    return test_finish("test_edit_patch");
+}
