@@ -138,6 +138,11 @@ typedef enum { KED_NORM_LAYERNORM = 0, KED_NORM_RMSNORM } ked_norm_kind;
 typedef enum { KED_POS_LEARNED = 0, KED_POS_ROTARY } ked_pos_kind;
 typedef enum { KED_BLOCK_SEQUENTIAL = 0, KED_BLOCK_PARALLEL } ked_block_kind;
 typedef enum { KED_MLP_GELU = 0, KED_MLP_GATED_SILU } ked_mlp_kind;
+// GELU of a GELU MLP: tanh approximation (GPT-2/GPT-J "gelu_new") or exact erf (NeoX "gelu")
+typedef enum { KED_GELU_TANH = 0, KED_GELU_ERF } ked_gelu_kind;
+// rotary frequency scaling (config.json "rope_scaling"): none, or "llama3" (Llama-3.1's
+// per-wavelength rule, computed once at load)
+typedef enum { KED_ROPE_SCALING_NONE = 0, KED_ROPE_SCALING_LLAMA3 } ked_rope_scaling_kind;
 
 typedef struct {
     char family[32];          // "llama", "gpt2", ...
@@ -155,6 +160,10 @@ typedef struct {
     int tied_head;            // the lm head is the token embedding
     int window;               // sliding-window attention span (0: none)
     int bos_id, eos_id;       // -1 when unknown
+    ked_gelu_kind gelu;       // which GELU a GELU MLP uses
+    ked_rope_scaling_kind rope_scaling;
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor; // llama3
+    int rope_orig_max_pos;    // llama3: original_max_position_embeddings
 } ked_config;
 
 typedef struct ked_model ked_model;
@@ -166,6 +175,19 @@ typedef struct ked_model ked_model;
 // place from the read-only memory map, others are converted once. On error *out is untouched
 // and err names the file and the tensor or config field.
 ked_status ked_model_load(const char *path, ked_model **out, ked_error *err);
+
+// options of ked_model_load_ex (start from ked_load_defaults())
+typedef struct {
+    // 1: F16 and BF16 weight matrices stay in that dtype in memory (half the bytes: a 7B model
+    // in about 14 GB) -- used in place from the memory map when already in ked's layout -- and
+    // are widened block by block inside each matrix product; compute stays f32. Vectors (norms,
+    // biases) are always f32. 0 (default): every weight is f32 in memory.
+    int keep_half;
+} ked_load_opts;
+ked_load_opts ked_load_defaults(void);
+// ked_model_load_ex: ked_model_load with options (opts NULL: the defaults).
+ked_status ked_model_load_ex(const char *path, const ked_load_opts *opts, ked_model **out,
+                             ked_error *err);
 void ked_model_free(ked_model *m);
 const ked_config *ked_model_config(const ked_model *m);
 const char *ked_model_path(const ked_model *m);    // the path it was loaded from
@@ -174,6 +196,9 @@ int64_t ked_model_n_params(const ked_model *m);    // parameters (a tied head co
 size_t ked_model_weight_bytes(const ked_model *m); // bytes the weights occupy in memory
 // ked_model_file_dtype: the dtype the weights have in the file (the most common one)
 ked_dtype ked_model_file_dtype(const ked_model *m);
+// ked_model_weight_bytes_dtype: bytes of the weights held in memory as dtype (KED_F32, KED_F16,
+// KED_BF16); they add up to ked_model_weight_bytes
+size_t ked_model_weight_bytes_dtype(const ked_model *m, ked_dtype dtype);
 
 // ---- parameters, named as in the family's Hugging Face checkpoints ------------------------------
 // Parameter tensors are addressed by their HF names and shown in the HF layout (GPT-2 Conv1D

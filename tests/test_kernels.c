@@ -15,6 +15,7 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "io/safetensors.h"
 #include "model/kernels.h"
 #include "test.h"
 
@@ -614,11 +615,14 @@ typedef struct {
     float *out, *a, *b, *R;
     size_t n;
     int swiglu;
+    int erf; // exact GELU instead of the tanh one
 } act_ctx;
 static double act_loss(void *p) {
     act_ctx *c = p;
     if (c->swiglu)
         swiglu_forward(c->out, c->a, c->b, c->n);
+    else if (c->erf)
+        gelu_erf_forward(c->out, c->a, c->n);
     else
         gelu_forward(c->out, c->a, c->n);
     return dot_d(c->out, c->R, c->n);
@@ -627,7 +631,7 @@ static double act_loss(void *p) {
 static void test_activations(void) {
     printf("gelu / swiglu\n");
     size_t n = 64;
-    act_ctx c = {zeros(n), rnd(n, 4), rnd(n, 2), rnd(n, 1), n, 0};
+    act_ctx c = {zeros(n), rnd(n, 4), rnd(n, 2), rnd(n, 1), n, 0, 0};
     float *da = zeros(n), *db = zeros(n);
     gelu_backward(da, c.R, c.a, n);
     fd_check("gelu dinp", act_loss, &c, c.a, da, n, 1e-2f, 1e-3);
@@ -644,6 +648,24 @@ static void test_activations(void) {
         m = fmax(m, fabs(y - c.out[i]));
     }
     CHECK(m <= 1e-6, "gelu forward vs formula %.3e", m);
+
+    // exact (erf) GELU: finite differences, the += and NULL rules, the formula in double
+    c.erf = 1;
+    memset(da, 0, n * 4);
+    gelu_erf_backward(da, c.R, c.a, n);
+    fd_check("gelu_erf dinp", act_loss, &c, c.a, da, n, 1e-2f, 1e-3);
+    memcpy(da2, da, n * 4);
+    gelu_erf_backward(da2, c.R, c.a, n);
+    gelu_erf_backward(NULL, c.R, c.a, n);
+    check_doubles("gelu_erf", da, da2, n);
+    gelu_erf_forward(c.out, c.a, n);
+    m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = c.a[i];
+        m = fmax(m, fabs(0.5 * x * (1 + erf(x / sqrt(2.0))) - c.out[i]));
+    }
+    CHECK(m <= 1e-6, "gelu_erf forward vs formula %.3e", m);
+    c.erf = 0;
 
     c.swiglu = 1;
     memset(da, 0, n * 4);
@@ -774,9 +796,56 @@ static void test_losses(void) {
     free(c.lp); free(c.lq); free(dl); free(dl2); free(lp); free(lq); free(tb); free(g1);
 }
 
+// ---- matmul with f16 / bf16 weights ---------------------------------------------------------------
+
+// matmul_forward_w16 / _backward_w16 against matmul_forward / _backward on the widened weights,
+// for both dtypes, both paths (fused dot for N <= 8, widened blocks + sgemm above), OC across
+// several MATMUL_W16_BLOCKs, with and without bias
+static void test_matmul_w16(void) {
+    printf("matmul with f16/bf16 weights\n");
+    const int IC = 70, OC = 2 * MATMUL_W16_BLOCK + 37, Ns[] = {1, 3, 8, 9, 40};
+    float *w = rnd((size_t)OC * IC, 1), *wf = zeros((size_t)OC * IC), *bias = rnd(OC, 1);
+    uint16_t *w16 = malloc(sizeof(uint16_t) * (size_t)OC * IC);
+    float *scratch = zeros((size_t)MATMUL_W16_BLOCK * IC);
+    double worst = 0;
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        if (bf16) { ked_f32_to_bf16_row(w, w16, (size_t)OC * IC); ked_bf16_to_f32_row(w16, wf, (size_t)OC * IC); }
+        else { ked_f32_to_f16_row(w, w16, (size_t)OC * IC); ked_f16_to_f32_row(w16, wf, (size_t)OC * IC); }
+        for (size_t k = 0; k < sizeof Ns / sizeof *Ns; k++) {
+            int N = Ns[k];
+            for (int with_bias = 0; with_bias <= 1; with_bias++) {
+                const float *b = with_bias ? bias : NULL;
+                float *inp = rnd((size_t)N * IC, 1), *dout = rnd((size_t)N * OC, 1);
+                float *o1 = zeros((size_t)N * OC), *o2 = zeros((size_t)N * OC);
+                matmul_forward(o1, inp, wf, b, N, IC, OC);
+                matmul_forward_w16(o2, inp, w16, bf16, b, N, IC, OC, scratch);
+                double e = rel_err(o2, o1, (size_t)N * OC, 1e-6);
+                worst = e > worst ? e : worst;
+                CHECK(e <= 1e-5, "%s N=%d bias=%d forward: rel %.3e", bf16 ? "bf16" : "f16", N,
+                      with_bias, e);
+                float *di1 = rnd((size_t)N * IC, 1), *di2 = copy(di1, (size_t)N * IC);
+                float *dw1 = zeros((size_t)OC * IC), *dw2 = zeros((size_t)OC * IC);
+                float *db1 = zeros(OC), *db2 = zeros(OC);
+                matmul_backward(di1, dw1, db1, dout, inp, wf, N, IC, OC);
+                matmul_backward_w16(di2, dw2, db2, dout, inp, w16, bf16, N, IC, OC, scratch);
+                e = rel_err(di2, di1, (size_t)N * IC, 1e-6);
+                worst = e > worst ? e : worst;
+                CHECK(e <= 1e-5, "%s N=%d backward dinp: rel %.3e", bf16 ? "bf16" : "f16", N, e);
+                CHECK(!memcmp(dw1, dw2, sizeof(float) * (size_t)OC * IC) &&
+                      !memcmp(db1, db2, sizeof(float) * (size_t)OC), "w16 dw/db differ");
+                matmul_backward_w16(NULL, NULL, NULL, dout, inp, w16, bf16, N, IC, OC, scratch);
+                free(inp); free(dout); free(o1); free(o2); free(di1); free(di2); free(dw1);
+                free(dw2); free(db1); free(db2);
+            }
+        }
+    }
+    printf("  w16 vs f32 matmul on the same (widened) weights: worst relative diff %.2e\n", worst);
+    free(w); free(wf); free(bias); free(w16); free(scratch);
+}
+
 int main(void) {
     double t0 = now_s(), t = t0;
-    void (*tests[])(void) = {test_matmul, test_norms,       test_rope,
+    void (*tests[])(void) = {test_matmul, test_matmul_w16, test_norms,      test_rope,
                              test_attention, test_activations, test_losses};
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         tests[i]();

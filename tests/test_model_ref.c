@@ -205,5 +205,11 @@ int main(void) {
     test_model("tests/data/tiny-llama");
     test_model("tests/data/tiny-llama-tied");
     test_model("tests/data/tiny-gpt2");
+    test_model("tests/data/tiny-llama3");   // rope_scaling llama3
+    test_model("tests/data/tiny-mistral");  // sliding_window 4
+    test_model("tests/data/tiny-qwen2");    // q/k/v biases, tied, use_sliding_window false
+    test_model("tests/data/tiny-gptj");     // partial GPT-J rotary, shared ln_1, lm_head bias
+    test_model("tests/data/tiny-neox");     // fused qkv per head, partial rotary, erf GELU
+    test_model("tests/data/tiny-neox-seq"); // use_parallel_residual false
     return test_finish("test_model_ref");
 }

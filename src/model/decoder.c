@@ -37,6 +37,31 @@ static int kv_stride(const ked_run *r) { return r->backward ? r->cur_T : r->S; }
 static float *W(const ked_model *m, int l, int s) { return model_param(m, l, s)->w; }
 static float *G(const ked_model *m, int l, int s) { return model_param(m, l, s)->grad; }
 
+// out (N, OC) = inp (N, IC) @ w^T + bias, whether w is held in f32 or in f16/bf16;
+// linear_forward: the weight in slot sw of layer l (-1: global), the bias in slot sb (or none)
+static void linear_param_forward(const ked_run *r, float *out, const float *inp, const ked_param *w,
+                                 const float *bias, int N, int IC, int OC) {
+    if (w->w) matmul_forward(out, inp, w->w, bias, N, IC, OC);
+    else matmul_forward_w16(out, inp, w->w16, w->dtype == KED_BF16, bias, N, IC, OC, r->wscratch);
+}
+static void linear_forward(const ked_model *m, const ked_run *r, float *out, const float *inp,
+                           int l, int sw, int sb, int N, int IC, int OC) {
+    linear_param_forward(r, out, inp, model_param(m, l, sw), W(m, l, sb), N, IC, OC);
+}
+// the backward of linear_param_forward: dinp += dout @ w; dw, db += ... (enabled ones only)
+static void linear_param_backward(const ked_run *r, float *dinp, float *dw, float *db,
+                                  const float *dout, const float *inp, const ked_param *w, int N,
+                                  int IC, int OC) {
+    if (w->w) matmul_backward(dinp, dw, db, dout, inp, w->w, N, IC, OC);
+    else matmul_backward_w16(dinp, dw, db, dout, inp, w->w16, w->dtype == KED_BF16, N, IC, OC,
+                             r->wscratch);
+}
+static void linear_backward(const ked_model *m, const ked_run *r, float *dinp, int l, int sw,
+                            int sb, const float *dout, const float *inp, int N, int IC, int OC) {
+    linear_param_backward(r, dinp, G(m, l, sw), G(m, l, sb), dout, inp, model_param(m, l, sw), N,
+                          IC, OC);
+}
+
 static void norm_forward(const ked_config *c, float *out, float *mean, float *rstd,
                          const float *x, const float *w, const float *b, int N) {
     if (c->norm == KED_NORM_RMSNORM) rmsnorm_forward(out, rstd, x, w, N, c->d_model, c->norm_eps);
@@ -115,12 +140,12 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
 
     // attention
     norm_forward(c, a->h1, a->h1_mean, a->h1_rstd, x, W(m, l, P_ATTN_NORM_W), W(m, l, P_ATTN_NORM_B), N);
-    matmul_forward(a->q, a->h1, W(m, l, P_WQ), W(m, l, P_BQ), N, C, HD);
+    linear_forward(m, r, a->q, a->h1, l, P_WQ, P_BQ, N, C, HD);
     for (int b = 0; b < B; b++) { // k, v of the new positions go into the cache rows pos0..pos0+T-1
         float *kb = a->k + ((size_t)b * S + pos0) * KVD, *vb = a->v + ((size_t)b * S + pos0) * KVD;
         const float *hb = a->h1 + (size_t)b * T * C;
-        matmul_forward(kb, hb, W(m, l, P_WK), W(m, l, P_BK), T, C, KVD);
-        matmul_forward(vb, hb, W(m, l, P_WV), W(m, l, P_BV), T, C, KVD);
+        linear_forward(m, r, kb, hb, l, P_WK, P_BK, T, C, KVD);
+        linear_forward(m, r, vb, hb, l, P_WV, P_BV, T, C, KVD);
         if (c->pos == KED_POS_ROTARY)
             rope_forward(kb, r->pos + (size_t)b * T, m->inv_freq, T, KV, D, c->rot_dim,
                          c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX);
@@ -133,7 +158,7 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
                           a->q + (size_t)b * T * HD, a->k + (size_t)b * S * KVD,
                           a->v + (size_t)b * S * KVD, &r->key_len[b], 1, T, S_used, H, KV, D,
                           pos0, c->window);
-    matmul_forward(a->attn_out, a->atty, W(m, l, P_WO), W(m, l, P_BO), N, HD, C);
+    linear_forward(m, r, a->attn_out, a->atty, l, P_WO, P_BO, N, HD, C);
     hooks_forward(r, l, KED_HOOK_ATTN_OUT, a->attn_out);
 
     // MLP
@@ -148,15 +173,16 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
         norm_forward(c, a->h2, a->h2_mean, a->h2_rstd, mlp_src, W(m, l, P_MLP_NORM_W),
                      W(m, l, P_MLP_NORM_B), N);
     hooks_forward(r, l, KED_HOOK_MLP_IN, a->h2);
-    matmul_forward(a->pre_up, a->h2, W(m, l, P_WUP), W(m, l, P_BUP), N, C, F);
+    linear_forward(m, r, a->pre_up, a->h2, l, P_WUP, P_BUP, N, C, F);
     if (c->mlp == KED_MLP_GATED_SILU) {
-        matmul_forward(a->pre_gate, a->h2, W(m, l, P_WGATE), W(m, l, P_BGATE), N, C, F);
+        linear_forward(m, r, a->pre_gate, a->h2, l, P_WGATE, P_BGATE, N, C, F);
         swiglu_forward(a->key, a->pre_gate, a->pre_up, (size_t)N * F);
     } else {
-        gelu_forward(a->key, a->pre_up, (size_t)N * F);
+        if (c->gelu == KED_GELU_ERF) gelu_erf_forward(a->key, a->pre_up, (size_t)N * F);
+        else gelu_forward(a->key, a->pre_up, (size_t)N * F);
     }
     hooks_forward(r, l, KED_HOOK_MLP_KEY, a->key);
-    matmul_forward(a->mlp_out, a->key, W(m, l, P_WDOWN), W(m, l, P_BDOWN), N, F, C);
+    linear_forward(m, r, a->mlp_out, a->key, l, P_WDOWN, P_BDOWN, N, F, C);
     hooks_forward(r, l, KED_HOOK_MLP_OUT, a->mlp_out);
 
     // residual (out may alias x when layers share activations; each element is read first)
@@ -192,7 +218,7 @@ static float *layer_backward(ked_model *m, ked_run *r, int l, float *d, int stop
     if (stop_point > KED_HOOK_MLP_KEY) return d;
     // mlp_out = key Wd^T + bd
     memset(r->d_key, 0, sizeof(float) * NF);
-    matmul_backward(r->d_key, G(m, l, P_WDOWN), G(m, l, P_BDOWN), d, a->key, W(m, l, P_WDOWN), N, F, C);
+    linear_backward(m, r, r->d_key, l, P_WDOWN, P_BDOWN, d, a->key, N, F, C);
     hooks_backward(r, l, KED_HOOK_MLP_KEY, r->d_key);
     if (stop_point > KED_HOOK_MLP_IN) return d;
     // key = silu(gate) * up  |  gelu(up)
@@ -201,11 +227,12 @@ static float *layer_backward(ked_model *m, ked_run *r, int l, float *d, int stop
     if (c->mlp == KED_MLP_GATED_SILU) {
         memset(r->d_gate, 0, sizeof(float) * NF);
         swiglu_backward(r->d_gate, r->d_up, r->d_key, a->pre_gate, a->pre_up, NF);
-        matmul_backward(r->d_h, G(m, l, P_WGATE), G(m, l, P_BGATE), r->d_gate, a->h2, W(m, l, P_WGATE), N, C, F);
+        linear_backward(m, r, r->d_h, l, P_WGATE, P_BGATE, r->d_gate, a->h2, N, C, F);
     } else {
-        gelu_backward(r->d_up, r->d_key, a->pre_up, NF);
+        if (c->gelu == KED_GELU_ERF) gelu_erf_backward(r->d_up, r->d_key, a->pre_up, NF);
+        else gelu_backward(r->d_up, r->d_key, a->pre_up, NF);
     }
-    matmul_backward(r->d_h, G(m, l, P_WUP), G(m, l, P_BUP), r->d_up, a->h2, W(m, l, P_WUP), N, C, F);
+    linear_backward(m, r, r->d_h, l, P_WUP, P_BUP, r->d_up, a->h2, N, C, F);
     hooks_backward(r, l, KED_HOOK_MLP_IN, r->d_h);
     if (stop_point > KED_HOOK_ATTN_OUT) return d;
 
@@ -223,7 +250,7 @@ static float *layer_backward(ked_model *m, ked_run *r, int l, float *d, int stop
 
     // attn_out = atty Wo^T + bo
     memset(r->d_atty, 0, sizeof(float) * (size_t)N * HD);
-    matmul_backward(r->d_atty, G(m, l, P_WO), G(m, l, P_BO), d_attn_out, a->atty, W(m, l, P_WO), N, HD, C);
+    linear_backward(m, r, r->d_atty, l, P_WO, P_BO, d_attn_out, a->atty, N, HD, C);
     // atty = attention(q, k, v); k, v packed (B, T, KV, D) in a backward run
     memset(r->d_q, 0, sizeof(float) * (size_t)N * HD);
     memset(r->d_k, 0, sizeof(float) * (size_t)N * KVD);
@@ -240,9 +267,9 @@ static float *layer_backward(ked_model *m, ked_run *r, int l, float *d, int stop
     }
     // q, k, v = h1 W^T + b  (a shared-norm parallel block adds the MLP's d h2 = d h1 already there)
     if (!shared_norm) memset(r->d_h, 0, sizeof(float) * NC);
-    matmul_backward(r->d_h, G(m, l, P_WQ), G(m, l, P_BQ), r->d_q, a->h1, W(m, l, P_WQ), N, C, HD);
-    matmul_backward(r->d_h, G(m, l, P_WK), G(m, l, P_BK), r->d_k, a->h1, W(m, l, P_WK), N, C, KVD);
-    matmul_backward(r->d_h, G(m, l, P_WV), G(m, l, P_BV), r->d_v, a->h1, W(m, l, P_WV), N, C, KVD);
+    linear_backward(m, r, r->d_h, l, P_WQ, P_BQ, r->d_q, a->h1, N, C, HD);
+    linear_backward(m, r, r->d_h, l, P_WK, P_BK, r->d_k, a->h1, N, C, KVD);
+    linear_backward(m, r, r->d_h, l, P_WV, P_BV, r->d_v, a->h1, N, C, KVD);
     // h1 = norm1(x); x also reaches mid (sequential) or out (parallel) directly: dx holds that
     norm_backward(c, dx, G(m, l, P_ATTN_NORM_W), G(m, l, P_ATTN_NORM_B), r->d_h, a->resid_in,
                   W(m, l, P_ATTN_NORM_W), a->h1_mean, a->h1_rstd, N);
@@ -306,13 +333,17 @@ ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, in
     }
 
     if (start == 0) { // embeddings
-        const float *E = W(m, -1, G_EMBED), *P = W(m, -1, G_POS_EMBED);
+        // rows of E (and P) in f32 whatever they are held in; r->sel is free scratch here
+        const ked_param *E = model_param(m, -1, G_EMBED), *P = model_param(m, -1, G_POS_EMBED);
         float *x = r->L[0].resid_in;
         #pragma omp parallel for if (N > 64)
         for (int n = 0; n < N; n++) {
-            memcpy(x + (size_t)n * C, E + (size_t)ids[n] * C, sizeof(float) * C);
-            if (c->pos == KED_POS_LEARNED)
-                for (int j = 0; j < C; j++) x[(size_t)n * C + j] += P[(size_t)r->pos[n] * C + j];
+            model_param_row_f32(E, ids[n], x + (size_t)n * C);
+            if (c->pos == KED_POS_LEARNED) {
+                float *pr = r->sel + (size_t)n * C;
+                model_param_row_f32(P, r->pos[n], pr);
+                for (int j = 0; j < C; j++) x[(size_t)n * C + j] += pr[j];
+            }
         }
     } else {
         memcpy(r->L[start].resid_in, r->cache_resid, sizeof(float) * (size_t)N * C);
@@ -333,9 +364,9 @@ ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, in
                  W(m, -1, G_FINAL_NORM_B), N);
     for (int i = 0; i < n_logit; i++)
         memcpy(r->sel + (size_t)i * C, r->hf + (size_t)r->logit_idx[i] * C, sizeof(float) * C);
-    const float *head = c->tied_head ? W(m, -1, G_EMBED) : W(m, -1, G_HEAD_W);
+    const ked_param *head = model_param(m, -1, c->tied_head ? G_EMBED : G_HEAD_W);
     if (n_logit > 0)
-        matmul_forward(r->logits, r->sel, head, W(m, -1, G_HEAD_B), n_logit, C, c->vocab);
+        linear_param_forward(r, r->logits, r->sel, head, W(m, -1, G_HEAD_B), n_logit, C, c->vocab);
     return KED_OK;
 }
 
@@ -363,9 +394,10 @@ ked_status ked_backward(ked_model *m, ked_run *r, ked_error *err) {
 
     // logits = sel head^T + head_b
     float *d_head = c->tied_head ? G(m, -1, G_EMBED) : G(m, -1, G_HEAD_W);
-    const float *head = c->tied_head ? W(m, -1, G_EMBED) : W(m, -1, G_HEAD_W);
+    const ked_param *head = model_param(m, -1, c->tied_head ? G_EMBED : G_HEAD_W);
     memset(r->d_sel, 0, sizeof(float) * (size_t)r->n_logit * C);
-    matmul_backward(r->d_sel, d_head, G(m, -1, G_HEAD_B), r->dlogits, r->sel, head, r->n_logit, C, c->vocab);
+    linear_param_backward(r, r->d_sel, d_head, G(m, -1, G_HEAD_B), r->dlogits, r->sel, head,
+                          r->n_logit, C, c->vocab);
     // sel = hf[logit_idx]
     memset(r->d_h, 0, sizeof(float) * (size_t)N * C);
     for (int i = 0; i < r->n_logit; i++) {

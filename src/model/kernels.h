@@ -28,6 +28,18 @@ void matmul_forward_naive(float *out, const float *inp, const float *w, const fl
 void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int N, int IC, int OC);
 
+// Half-precision weights: the same two contracts with w (OC, IC) held as f16 (bf16 = 0) or bf16
+// (bf16 = 1) 16-bit values, widened to f32 inside: for small N (decoding) row by row into a stack
+// buffer (a fused dot product), otherwise MATMUL_W16_BLOCK rows at a time into `scratch`
+// (MATMUL_W16_BLOCK * IC floats, from the caller) and through sgemm. Compute is f32.
+#define MATMUL_W16_BLOCK 128
+void matmul_forward_w16(float *out, const float *inp, const uint16_t *w, int bf16,
+                        const float *bias, int N, int IC, int OC, float *scratch);
+// dw, dbias as matmul_backward (they do not read w); dinp += dout @ widen(w)
+void matmul_backward_w16(float *dinp, float *dw, float *dbias, const float *dout,
+                         const float *inp, const uint16_t *w, int bf16, int N, int IC, int OC,
+                         float *scratch);
+
 // ---- normalisation ---------------------------------------------------------------------------
 // RMSNorm: out = x / sqrt(mean(x^2) + eps) * w.   rstd (N) is saved for backward.
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
@@ -76,6 +88,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 // GELU, tanh approximation (GPT-2 "gelu_new"): out (n) = gelu(inp); backward dinp += gelu'(inp)*dout
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+// GELU, exact (NeoX/Pythia "gelu"): out = 0.5 x (1 + erf(x / sqrt 2)); backward as above
+void gelu_erf_forward(float *out, const float *inp, size_t n);
+void gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n);
 // gated SiLU (LLaMA MLP): out (n) = silu(gate) * up;   dgate, dup (n) += ...
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,

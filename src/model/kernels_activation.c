@@ -1,5 +1,6 @@
 // kernels_activation.c: elementwise MLP activations, forward next to backward.
 //   GELU, tanh approximation (GPT-2 "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+//   GELU, exact (NeoX "gelu"): 0.5 x (1 + erf(x / sqrt 2))
 //   SwiGLU (LLaMA MLP): silu(gate) * up, silu(g) = g * sigmoid(g)
 // Elementwise, so threads over large n give bit-identical results for any thread count.
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
@@ -35,6 +36,33 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
         float t = tanhf(u);
         float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         float grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        dinp[i] += grad * dout[i];
+    }
+}
+
+// ---- GELU, exact (erf) -------------------------------------------------------------------------
+
+#define INV_SQRT2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f // 1 / sqrt(2 pi)
+
+void gelu_erf_forward(float *out, const float *inp, size_t n) {
+    // out (n), inp (n)
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+    }
+}
+
+void gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    // dinp (n), dout (n), inp (n)
+    if (!dinp) return;
+#pragma omp parallel for if (n >= ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        // forward: out = x Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2))
+        // => dout/dx = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        float grad = 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
         dinp[i] += grad * dout[i];
     }
 }

@@ -60,9 +60,7 @@ static ked_status compute_inv_freq(ked_model *m, ked_error *err) {
     int half = c->rot_dim / 2;
     m->inv_freq = ked_malloc(sizeof(float) * (size_t)half, "rotary frequencies", err);
     if (!m->inv_freq) return KED_ERR_NOMEM;
-    // as HF computes it: 1 / theta^(arange(0, rot, 2) / rot), in float32
-    for (int i = 0; i < half; i++)
-        m->inv_freq[i] = (float)(1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->rot_dim));
+    rope_inv_freq(c, m->inv_freq); // rope_scaling.c: HF's formula, scaling applied
     return KED_OK;
 }
 
@@ -105,7 +103,7 @@ static ked_status load_tensor(ked_model *m, const family_tensor *ft, int layer, 
                             "config.json has it)", where, name, m->fam->name);
     where = st_path(file);
     int layered = layer >= 0;
-    int nparts = (ft->transform == T_SPLIT3 || ft->transform == T_SPLIT3_TRANSPOSE) ? 3 : 1;
+    int nparts = family_tensor_parts(ft);
     int64_t rows[3], cols[3], total_rows = 0;
     for (int i = 0; i < nparts; i++) {
         slot_shape(c, layered, ft->slot[i], &rows[i], &cols[i]);
@@ -119,6 +117,7 @@ static ked_status load_tensor(ked_model *m, const family_tensor *ft, int layer, 
     case T_TRANSPOSE: want[0] = cols[0]; want[1] = rows[0]; break;
     case T_SPLIT3_TRANSPOSE: want[0] = cols[0]; want[1] = total_rows; break;
     case T_SPLIT3: want[0] = total_rows; want[1] = 1; break;
+    case T_QKV_HEADS: want[0] = total_rows; want[1] = cols[0]; break;
     }
     if (ft->transform == T_TRANSPOSE && want_ndim == 1) want[0] = rows[0];
     int ok = t->ndim == want_ndim && t->shape[0] == want[0] && (want_ndim == 1 || t->shape[1] == want[1]);
@@ -139,36 +138,78 @@ static ked_status load_tensor(ked_model *m, const family_tensor *ft, int layer, 
 
     // f32 in ked's layout: use it in place from the read-only map (no copy) when aligned
     ked_param *p0 = model_param(m, layer, ft->slot[0]);
+    int half = t->dtype == KED_F16 || t->dtype == KED_BF16;
+    int keep16 = m->keep_half && half && cols[0] > 1; // matrices only; vectors are always f32
     if (ft->transform == T_COPY && t->dtype == KED_F32 && ((uintptr_t)t->data % 4) == 0) {
         p0->w = (float *)t->data;
         p0->rows = rows[0]; p0->cols = cols[0]; p0->owned = 0;
+        return KED_OK;
+    }
+    // f16/bf16 kept half, in ked's layout: in place from the map too
+    if (keep16 && ft->transform == T_COPY && ((uintptr_t)t->data % 2) == 0) {
+        p0->w16 = (const uint16_t *)t->data;
+        p0->dtype = t->dtype;
+        p0->rows = rows[0]; p0->cols = cols[0]; p0->owned16 = 0;
         return KED_OK;
     }
     float *tmp = ked_malloc(sizeof(float) * (size_t)t->numel, t->name, err);
     if (!tmp) return KED_ERR_NOMEM;
     ked_status st = st_to_f32(file, t, tmp, err);
     if (st) { free(tmp); return st; }
+    float *part[3] = {NULL, NULL, NULL};
     if (ft->transform == T_COPY || (ft->transform == T_TRANSPOSE && cols[0] == 1)) {
-        p0->w = tmp; p0->rows = rows[0]; p0->cols = cols[0]; p0->owned = 1;
-        return KED_OK;
+        part[0] = tmp;
+    } else if (ft->transform == T_TRANSPOSE) { // file (in = cols, out = rows) -> (rows, cols)
+        part[0] = ked_malloc(sizeof(float) * (size_t)t->numel, t->name, err);
+        if (!part[0]) { free(tmp); return KED_ERR_NOMEM; }
+        for (int64_t r = 0; r < rows[0]; r++)
+            for (int64_t k = 0; k < cols[0]; k++) part[0][r * cols[0] + k] = tmp[k * rows[0] + r];
+        free(tmp);
+    } else {
+        // T_SPLIT3(_TRANSPOSE): split along the file's last (out) dimension, then transpose each
+        // part to (out, in). T_QKV_HEADS: file rows h*3D + j*D + d (j = q, k, v) -> part j's row
+        // h*D + d (the per-head view modeling_gpt_neox.py takes of its fused projection).
+        int64_t off = 0;
+        for (int i = 0; i < nparts; i++) {
+            float *w = ked_malloc(sizeof(float) * (size_t)(rows[i] * cols[i]), t->name, err);
+            if (!w) {
+                for (int k = 0; k < i; k++) free(part[k]);
+                free(tmp);
+                return KED_ERR_NOMEM;
+            }
+            if (ft->transform == T_SPLIT3) {
+                memcpy(w, tmp + off, sizeof(float) * (size_t)rows[i]);
+            } else if (ft->transform == T_SPLIT3_TRANSPOSE) { // file (cols, total_rows)
+                for (int64_t r = 0; r < rows[i]; r++)
+                    for (int64_t k = 0; k < cols[i]; k++)
+                        w[r * cols[i] + k] = tmp[k * total_rows + off + r];
+            } else { // T_QKV_HEADS: (total_rows, cols) with total_rows = 3 * H * D
+                int64_t D = c->head_dim, H = rows[i] / D;
+                for (int64_t h = 0; h < H; h++)
+                    memcpy(w + h * D * cols[i], tmp + ((h * 3 + i) * D) * cols[i],
+                           sizeof(float) * (size_t)(D * cols[i]));
+            }
+            part[i] = w;
+            off += rows[i];
+        }
+        free(tmp);
     }
-    // split along the file's last (out) dimension, then transpose each part to (out, in)
-    int64_t off = 0;
     for (int i = 0; i < nparts; i++) {
         ked_param *p = model_param(m, layer, ft->slot[i]);
-        float *w = ked_malloc(sizeof(float) * (size_t)(rows[i] * cols[i]), t->name, err);
-        if (!w) { free(tmp); return KED_ERR_NOMEM; }
-        if (ft->transform == T_SPLIT3) {
-            memcpy(w, tmp + off, sizeof(float) * (size_t)rows[i]);
-        } else { // file (in = cols, total_rows) -> (rows[i], cols)
-            for (int64_t r = 0; r < rows[i]; r++)
-                for (int64_t k = 0; k < cols[i]; k++)
-                    w[r * cols[i] + k] = tmp[k * total_rows + off + r];
+        p->rows = rows[i]; p->cols = cols[i];
+        if (!keep16) { p->w = part[i]; p->owned = 1; continue; }
+        // narrow back to the file's dtype: exact, the values came from it
+        size_t n = (size_t)(rows[i] * cols[i]);
+        uint16_t *w16 = ked_malloc(sizeof(uint16_t) * n, t->name, err);
+        if (!w16) {
+            for (int k = i; k < nparts; k++) free(part[k]);
+            return KED_ERR_NOMEM;
         }
-        p->w = w; p->rows = rows[i]; p->cols = cols[i]; p->owned = 1;
-        off += rows[i];
+        if (t->dtype == KED_BF16) ked_f32_to_bf16_row(part[i], w16, n);
+        else ked_f32_to_f16_row(part[i], w16, n);
+        free(part[i]);
+        p->w16 = w16; p->dtype = t->dtype; p->owned16 = 1;
     }
-    free(tmp);
     return KED_OK;
 }
 
@@ -193,6 +234,8 @@ static ked_status load_and_name(ked_model *m, const family_tensor *ft, int layer
     TRY(load_tensor(m, ft, layer, name, err));
     return add_name(m, name, err);
 }
+
+#define SUPPORTED "llama, mistral, qwen2, gpt2, gptj, gpt_neox"
 
 static ked_status read_config(const char *cfg_path, ked_model *m, ked_error *err) {
     json_error_t je;
@@ -224,12 +267,12 @@ static ked_status read_config(const char *cfg_path, ked_model *m, ked_error *err
         json_t *a0 = json_array_get(archs, 0);
         if (type)
             st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field 'model_type': '%s' is not a "
-                          "supported architecture (supported: llama, gpt2)", cfg_path, type);
+                          "supported architecture (supported: %s)", cfg_path, type, SUPPORTED);
         else
             st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: no field 'model_type', and field "
-                          "'architectures' (%s) names no supported architecture (supported: "
-                          "llama, gpt2)", cfg_path,
-                          json_is_string(a0) ? json_string_value(a0) : "not a string");
+                          "'architectures' (%s) names no supported architecture (supported: %s)",
+                          cfg_path,
+                          json_is_string(a0) ? json_string_value(a0) : "not a string", SUPPORTED);
         goto done;
     }
     memset(&m->cfg, 0, sizeof m->cfg);
@@ -456,12 +499,25 @@ static int has_suffix(const char *s, const char *suf) {
     return n >= k && !strcmp(s + n - k, suf);
 }
 
+ked_load_opts ked_load_defaults(void) {
+    ked_load_opts o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
 ked_status ked_model_load(const char *path, ked_model **out, ked_error *err) {
+    return ked_model_load_ex(path, NULL, out, err);
+}
+
+ked_status ked_model_load_ex(const char *path, const ked_load_opts *opts, ked_model **out,
+                             ked_error *err) {
     if (!path || !*path) return ked_fail(err, KED_ERR_ARG, "no model path given");
     if (!ked_is_dir(path) && !ked_file_exists(path))
         return ked_fail(err, KED_ERR_IO, "%s: no such file or directory", path);
+    ked_load_opts o = opts ? *opts : ked_load_defaults();
     ked_model *m = ked_calloc(1, sizeof *m, "model", err);
     if (!m) return KED_ERR_NOMEM;
+    m->keep_half = o.keep_half != 0;
     m->path = strdup(path);
     ked_status st;
     char *cfg = ked_is_dir(path) ? ked_path_join(path, "config.json") : NULL;

@@ -10,6 +10,7 @@ void ked_model_free(ked_model *m) {
     if (!m) return;
     for (int i = 0; m->params && i < m->n_params; i++) {
         if (m->params[i].owned) free(m->params[i].w);
+        if (m->params[i].owned16) free((void *)m->params[i].w16);
         free(m->params[i].grad);
     }
     free(m->params);
@@ -30,11 +31,55 @@ ked_dtype ked_model_file_dtype(const ked_model *m) { return m->file_dtype; }
 int64_t ked_model_n_params(const ked_model *m) {
     int64_t n = 0;
     for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].w) n += m->params[i].rows * m->params[i].cols;
+        if (param_present(&m->params[i])) n += m->params[i].rows * m->params[i].cols;
     return n;
 }
 
-size_t ked_model_weight_bytes(const ked_model *m) { return (size_t)ked_model_n_params(m) * 4; }
+size_t ked_model_weight_bytes_dtype(const ked_model *m, ked_dtype dtype) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ked_param *p = &m->params[i];
+        if (param_present(p) && (p->w ? KED_F32 : p->dtype) == dtype)
+            n += (size_t)(p->rows * p->cols) * ked_dtype_size(dtype);
+    }
+    return n;
+}
+
+size_t ked_model_weight_bytes(const ked_model *m) {
+    return ked_model_weight_bytes_dtype(m, KED_F32) + ked_model_weight_bytes_dtype(m, KED_F16) +
+           ked_model_weight_bytes_dtype(m, KED_BF16);
+}
+
+int model_has_half(const ked_model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!m->params[i].w && m->params[i].w16) return 1;
+    return 0;
+}
+
+void model_param_row_f32(const ked_param *p, int64_t r, float *dst) {
+    if (p->w) memcpy(dst, p->w + r * p->cols, sizeof(float) * (size_t)p->cols);
+    else if (p->dtype == KED_BF16) ked_bf16_to_f32_row(p->w16 + r * p->cols, dst, (size_t)p->cols);
+    else ked_f16_to_f32_row(p->w16 + r * p->cols, dst, (size_t)p->cols);
+}
+
+float *model_param_materialize_f32(ked_model *m, ked_param *p, ked_error *err) {
+    if (p->w) return p->w;
+    if (!p->w16) {
+        ked_fail(err, KED_ERR_ARG, "%s: parameter slot is not used by this model", m->path);
+        return NULL;
+    }
+    size_t n = (size_t)(p->rows * p->cols);
+    float *w = ked_malloc(sizeof(float) * n, "f32 copy of a half-precision tensor", err);
+    if (!w) return NULL;
+    for (int64_t r = 0; r < p->rows; r++) model_param_row_f32(p, r, w + r * p->cols);
+    if (p->owned16) free((void *)p->w16);
+    p->w16 = NULL;
+    p->owned16 = 0;
+    p->dtype = KED_F32;
+    p->w = w;
+    p->owned = 1;
+    return w;
+}
 
 int ked_model_n_tensors(const ked_model *m) { return m->n_names; }
 
@@ -60,9 +105,7 @@ static const family_tensor *resolve(const ked_model *m, const char *name, int *l
     return NULL;
 }
 
-static int n_parts(const family_tensor *ft) {
-    return ft->transform == T_SPLIT3 || ft->transform == T_SPLIT3_TRANSPOSE ? 3 : 1;
-}
+static int n_parts(const family_tensor *ft) { return family_tensor_parts(ft); }
 
 int ked_model_tensor_shape(const ked_model *m, const char *name, int64_t shape[2]) {
     int layer;
@@ -75,7 +118,7 @@ int ked_model_tensor_shape(const ked_model *m, const char *name, int64_t shape[2
         cols = p->cols;
     }
     if (cols == 1) { shape[0] = rows; shape[1] = 1; return 1; }
-    if (ft->transform == T_COPY) { shape[0] = rows; shape[1] = cols; }
+    if (ft->transform == T_COPY || ft->transform == T_QKV_HEADS) { shape[0] = rows; shape[1] = cols; }
     else { shape[0] = cols; shape[1] = rows; }
     return 2;
 }
@@ -88,27 +131,43 @@ ked_status ked_model_tensor_read(const ked_model *m, const char *name, int grad,
     int64_t total = 0;
     for (int i = 0; i < n_parts(ft); i++) total += model_param(m, layer, ft->slot[i])->rows;
     int64_t off = 0;
+    float *row = NULL; // one row in f32 for half-held tensors
     for (int i = 0; i < n_parts(ft); i++) {
         ked_param *p = model_param(m, layer, ft->slot[i]);
         const float *src = grad ? p->grad : p->w;
-        if (!src) return ked_fail(err, KED_ERR_ARG, "%s: tensor '%s' has no gradient (enable it "
-                                  "with ked_model_grad_enable before the backward)", m->path, name);
+        if (grad && !src) {
+            free(row);
+            return ked_fail(err, KED_ERR_ARG, "%s: tensor '%s' has no gradient (enable it with "
+                            "ked_model_grad_enable before the backward)", m->path, name);
+        }
+        if (!src && !row) {
+            row = ked_malloc(sizeof(float) * (size_t)p->cols, name, err);
+            if (!row) return KED_ERR_NOMEM;
+        }
         int transposed = ft->transform == T_TRANSPOSE || ft->transform == T_SPLIT3_TRANSPOSE;
-        if (!transposed || p->cols == 1) {
-            memcpy(out + off, src, sizeof(float) * (size_t)(p->rows * p->cols));
-        } else { // slot (rows, cols=in) -> file (in, total) at column offset off
-            for (int64_t r = 0; r < p->rows; r++)
-                for (int64_t k = 0; k < p->cols; k++) out[k * total + off + r] = src[r * p->cols + k];
+        int64_t D = m->cfg.head_dim;
+        for (int64_t r = 0; r < p->rows; r++) {
+            const float *x = src ? src + r * p->cols : row;
+            if (!src) model_param_row_f32(p, r, row);
+            if (ft->transform == T_QKV_HEADS) { // slot row h*D + d -> file row (h*3 + i)*D + d
+                int64_t h = r / D, d = r % D;
+                memcpy(out + ((h * 3 + i) * D + d) * p->cols, x, sizeof(float) * (size_t)p->cols);
+            } else if (!transposed || p->cols == 1) {
+                memcpy(out + off + r * p->cols, x, sizeof(float) * (size_t)p->cols);
+            } else { // slot (rows, cols=in) -> file (in, total) at column offset off
+                for (int64_t k = 0; k < p->cols; k++) out[k * total + off + r] = x[k];
+            }
         }
         off += transposed && p->cols != 1 ? p->rows : p->rows * p->cols;
     }
+    free(row);
     return KED_OK;
 }
 
 static ked_status enable_one(ked_model *m, int layer, const family_tensor *ft, ked_error *err) {
     for (int i = 0; i < n_parts(ft); i++) {
         ked_param *p = model_param(m, layer, ft->slot[i]);
-        if (p->grad || !p->w) continue;
+        if (p->grad || !param_present(p)) continue;
         p->grad = ked_calloc((size_t)(p->rows * p->cols), sizeof(float), "gradient", err);
         if (!p->grad) return KED_ERR_NOMEM;
     }

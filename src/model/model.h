@@ -30,12 +30,27 @@ typedef enum {
 #define PARAM_GLOBAL(g) (g)
 #define PARAM_LAYER(l, s) (G_COUNT + (l) * P_LAYER_COUNT + (s))
 
+// A parameter is held either in f32 (`w`) or, for matrices of a model loaded with keep_half, in
+// f16/bf16 (`w16`, w == NULL). Code that reads or writes values directly (editors) calls
+// model_param_materialize_f32 first: it converts a half-held tensor once, and from then on `w` is
+// the tensor (an edited tensor is held in fp32 even when the base is bf16; design.md section 2).
 typedef struct {
-    float *w;        // (rows, cols) row-major, ked layout; NULL when the slot is unused
+    float *w;        // (rows, cols) row-major, ked layout; NULL when unused or held in half
     float *grad;     // same shape; NULL unless enabled
     int64_t rows, cols; // cols == 1 for vectors
     int owned;       // w was malloc'd (converted); otherwise it points into a memory map
+    const uint16_t *w16; // (rows, cols) f16/bf16 values when held in half (dtype says which)
+    ked_dtype dtype;     // KED_F32 (w), or KED_F16 / KED_BF16 (w16)
+    int owned16;         // w16 was malloc'd; otherwise it points into a memory map
 } ked_param;
+
+// whether the slot holds a tensor (in f32 or in half)
+static inline int param_present(const ked_param *p) { return p->w || p->w16; }
+// model_param_materialize_f32: the f32 values of p, converting a half-held tensor once (p->w is
+// set, p->w16 dropped). NULL with an error for an unused slot or when out of memory.
+float *model_param_materialize_f32(ked_model *m, ked_param *p, ked_error *err);
+// model_param_row_f32: row r of p (cols floats) into dst, whatever p is held in
+void model_param_row_f32(const ked_param *p, int64_t r, float *dst);
 
 // how an HF tensor maps onto slots
 typedef enum {
@@ -43,11 +58,13 @@ typedef enum {
     T_TRANSPOSE,     // GPT-2 Conv1D: file (in, out) -> slot (out, in)
     T_SPLIT3_TRANSPOSE, // GPT-2 c_attn weight: file (in, 3*out) -> q, k, v slots (out, in)
     T_SPLIT3,        // GPT-2 c_attn bias: file (3*out) -> q, k, v bias slots
+    T_QKV_HEADS,     // GPT-NeoX query_key_value weight (3*H*D, C) / bias (3*H*D), rows per head
+                     // [h][q, k, v][D] -> q, k, v slots (H*D, C) / (H*D)
 } tensor_transform;
 
 typedef struct {
     const char *pattern;   // HF name; "%d" stands for the layer index
-    int slot[3];           // layer_slot (pattern has %d) or global_slot; [1], [2] for SPLIT3
+    int slot[3];           // layer_slot (pattern has %d) or global_slot; [1], [2] for SPLIT3/QKV
     tensor_transform transform;
 } family_tensor;
 
@@ -84,7 +101,15 @@ struct ked_model {
     // HF tensor names of this model, in file order (for inspect, tensor_read, save)
     char **names;
     int n_names;
+    int keep_half;            // load option: f16/bf16 matrices stay half (ked_load_opts)
 };
+
+// number of HF-file parts a family tensor splits into (3 for fused q/k/v)
+int family_tensor_parts(const family_tensor *t);
+// rotary inverse frequencies (rot_dim / 2) of a config, rope scaling applied (rope_scaling.c)
+void rope_inv_freq(const ked_config *c, float *inv_freq);
+// whether any parameter of m is held in half (runs then carve matmul scratch)
+int model_has_half(const ked_model *m);
 
 ked_param *model_param(const ked_model *m, int layer, int slot); // layer < 0: global slot
 // fill cfg's derived fields and check consistency; errors name `path`
@@ -133,6 +158,7 @@ struct ked_run {
     int n_hooks;
     // backward scratch
     float *d_resid, *d_h, *d_mid, *d_atty, *d_q, *d_k, *d_v, *d_key, *d_gate, *d_up, *d_sel;
+    float *wscratch;             // (MATMUL_W16_BLOCK, widest in-features): half weights widened
     void *block;                 // the one allocation everything above points into
     size_t bytes;
 };

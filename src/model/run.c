@@ -66,6 +66,11 @@ static void layout(ked_run *r, carver *cv) {
     r->sel = carve(cv, N * C);
     r->logits = carve(cv, N * V);
     r->cache_resid = carve(cv, N * C);
+    if (model_has_half(r->m)) { // matmul_forward_w16 / _backward_w16 widen weight rows here
+        size_t in_max = C > HD ? C : HD;
+        in_max = in_max > F ? in_max : F;
+        r->wscratch = carve(cv, (size_t)MATMUL_W16_BLOCK * in_max);
+    }
     if (r->backward) {
         r->dlogits = carve(cv, N * V);
         r->d_resid = carve(cv, N * C); r->d_h = carve(cv, N * C); r->d_mid = carve(cv, N * C);

@@ -53,8 +53,14 @@ def make_inputs(V, seed):
     return ids, tg
 
 
-def build(name, family, cfg, W, seed):
+def build(name, family, cfg, W, seed, fwd=None, npf=None, generator="tests/ref/make_model_fixtures.py"):
+    """fwd(P, cfg, ids, lengths, hooks) and npf(W, cfg, ids, hooks) default to model_ref's LLaMA
+    and GPT-2 (make_family_fixtures.py passes the other families')."""
     print("== %s" % name)
+    if fwd is None:
+        fwd = lambda P_, c_, i_, l_, h_=None: mr.forward(family, P_, c_, i_, l_, h_)
+    if npf is None:
+        npf = mr.np_llama_tokens if family == "llama" else mr.np_gpt2_tokens
     out_dir = os.path.join(DATA, name)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -87,16 +93,16 @@ def build(name, family, cfg, W, seed):
     P = params()
     vm = torch.tensor(hk_mlp, dtype=torch.float64, requires_grad=True)
     vr = torch.tensor(hk_res, dtype=torch.float64, requires_grad=True)
-    logits = mr.forward(family, P, cfg, ids, LENGTHS, hookset(vm, vr))
+    logits = fwd(P, cfg, ids, LENGTHS, hookset(vm, vr))
     loss = F.cross_entropy(logits.reshape(-1, V), tg.reshape(-1), ignore_index=-100)
     loss.backward()
     print("  loss %.6f" % loss.item())
 
     with torch.no_grad():
         P0 = {k: v.detach() for k, v in P.items()}
-        logits_nohook = mr.forward(family, P0, cfg, ids, LENGTHS)
+        logits_nohook = fwd(P0, cfg, ids, LENGTHS)
         row1 = ids[1:, :LENGTHS[1]]
-        logits_row1 = mr.forward(family, P0, cfg, row1, [LENGTHS[1]])
+        logits_row1 = fwd(P0, cfg, row1, [LENGTHS[1]])
 
     # ---- KL(p || q) at KL_AT, p = no-hook (constant), q = hooked.  KL_AT is the mlp_key.1 hook's
     # own position: layer 1 is the last layer, so that hook changes no later position and a KL at
@@ -105,21 +111,20 @@ def build(name, family, cfg, W, seed):
     p = torch.softmax(logits_nohook[r0, t0], -1).detach()
     vm2 = torch.tensor(hk_mlp, dtype=torch.float64, requires_grad=True)
     vr2 = torch.tensor(hk_res, dtype=torch.float64)
-    lq = torch.log_softmax(mr.forward(family, P0, cfg, ids, LENGTHS, hookset(vm2, vr2))[r0, t0], -1)
+    lq = torch.log_softmax(fwd(P0, cfg, ids, LENGTHS, hookset(vm2, vr2))[r0, t0], -1)
     kl = (p * (torch.log(p) - lq)).sum()
     kl.backward()
     print("  kl %.3e" % kl.item())
 
     # ---- greedy
     prompt = ids_np[0, :N_GREEDY_PROMPT]
-    gout, margin = mr.greedy(family, P0, cfg, prompt, N_GREEDY_NEW)
+    gout, margin = mr.greedy(family, P0, cfg, prompt, N_GREEDY_NEW, fwd)
     P32 = {k: torch.tensor(W[k]) for k in names}
-    gout32, _ = mr.greedy(family, P32, cfg, prompt, N_GREEDY_NEW)
+    gout32, _ = mr.greedy(family, P32, cfg, prompt, N_GREEDY_NEW, fwd)
     check("greedy float32 == float64", gout32 == gout, "min top1-top2 margin %.4f, out %s" % (margin, gout))
     check("greedy margin >= 1e-3", margin >= 1e-3)
 
     # ================= sanity checks
-    npf = mr.np_llama_tokens if family == "llama" else mr.np_gpt2_tokens
     ref0 = npf(W, cfg, ids_np[0, :LENGTHS[0]], {"mlp_key.1": (hk_mlp.astype(np.float64), HOOK_MLP_AT[1])})
     ref1 = npf(W, cfg, ids_np[1, :LENGTHS[1]], {"resid_out.0": (hk_res.astype(np.float64), HOOK_RESID_AT[1])})
     lg = logits.detach().numpy()
@@ -132,7 +137,7 @@ def build(name, family, cfg, W, seed):
     check("padding invariance (row 1 alone vs padded)", e < 1e-12, "max abs %.2e" % e)
     # float32 torch forward vs float64: how much float32 rounding moves things (for C tolerances)
     with torch.no_grad():
-        lg32 = mr.forward(family, P32, cfg, ids, LENGTHS, hookset(torch.tensor(hk_mlp), torch.tensor(hk_res)))
+        lg32 = fwd(P32, cfg, ids, LENGTHS, hookset(torch.tensor(hk_mlp), torch.tensor(hk_res)))
     e = np.abs(lg32.double().numpy() - lg)[0].max()
     print("  info: float32 torch vs float64 logits max abs diff %.2e (logit scale %.2f)" % (e, np.abs(lg).max()))
 
@@ -144,7 +149,7 @@ def build(name, family, cfg, W, seed):
     # finite differences on a few entries of every parameter tensor and every hook entry
     def loss_at(Pd, hm, hr):
         with torch.no_grad():
-            lo = mr.forward(family, Pd, cfg, ids, LENGTHS, hookset(hm, hr))
+            lo = fwd(Pd, cfg, ids, LENGTHS, hookset(hm, hr))
             return F.cross_entropy(lo.reshape(-1, V), tg.reshape(-1), ignore_index=-100).item()
 
     gfd = np.random.default_rng(seed + 3)
@@ -173,12 +178,13 @@ def build(name, family, cfg, W, seed):
 
     # gradcheck: loss as a function of both hook vectors + a few whole weight tensors
     sel = [n for n in names if n.endswith(("k_proj.weight", "input_layernorm.weight", "c_attn.bias",
-                                           "ln_1.weight", "model.norm.weight", "ln_f.bias"))][:4]
+                                           "ln_1.weight", "model.norm.weight", "ln_f.bias",
+                                           "query_key_value.weight", "q_proj.bias"))][:4]
 
     def fn(hm, hr, *ws):
         Pd = dict(P0)
         Pd.update(dict(zip(sel, ws)))
-        lo = mr.forward(family, Pd, cfg, ids, LENGTHS, hookset(hm, hr))
+        lo = fwd(Pd, cfg, ids, LENGTHS, hookset(hm, hr))
         return F.cross_entropy(lo.reshape(-1, V), tg.reshape(-1), ignore_index=-100)
 
     ins = [hm0.clone().requires_grad_(), hr0.clone().requires_grad_()] + \
@@ -187,7 +193,7 @@ def build(name, family, cfg, W, seed):
     check("torch.autograd.gradcheck (hooks + %s)" % ", ".join(sel), ok)
 
     def fkl(hm):
-        lo = mr.forward(family, P0, cfg, ids, LENGTHS, hookset(hm, hr0))[r0, t0]
+        lo = fwd(P0, cfg, ids, LENGTHS, hookset(hm, hr0))[r0, t0]
         return (p * (torch.log(p) - torch.log_softmax(lo, -1))).sum()
 
     check("KL and its gradient non-trivial", kl.item() > 1e-6 and float(vm2.grad.abs().max()) > 1e-6)
@@ -210,7 +216,7 @@ def build(name, family, cfg, W, seed):
         E["grad." + k] = f32(P[k].grad)
         assert E["grad." + k].shape == W[k].shape
     mr.st_write(os.path.join(out_dir, "expected.safetensors"), E,
-                {"generator": "tests/ref/make_model_fixtures.py",
+                {"generator": generator,
                  "precision": "computed in float64 from the float32 weights, stored float32",
                  "family": family})
     print("  wrote %s (%d tensors)" % (out_dir, len(E)))

@@ -307,14 +307,15 @@ def forward(family, P, cfg, ids, lengths, hooks=None):
     return (llama_forward if family == "llama" else gpt2_forward)(P, cfg, ids, lengths, hooks)
 
 
-def greedy(family, P, cfg, prompt, n_new):
-    """Greedy argmax continuation by full recomputation (no cache). Returns (ids, min top1-top2 margin)."""
+def greedy(family, P, cfg, prompt, n_new, fwd=None):
+    """Greedy argmax continuation by full recomputation (no cache). Returns (ids, min top1-top2 margin).
+    fwd(P, cfg, ids, lengths) replaces forward(family, ...) when given."""
     ids = list(int(t) for t in prompt)
     margin = float("inf")
     for _ in range(n_new):
         x = torch.tensor([ids], dtype=torch.long)
         with torch.no_grad():
-            lg = forward(family, P, cfg, x, [len(ids)])[0, -1]
+            lg = (fwd(P, cfg, x, [len(ids)]) if fwd else forward(family, P, cfg, x, [len(ids)]))[0, -1]
         top = torch.topk(lg, 2).values
         margin = min(margin, float(top[0] - top[1]))
         ids.append(int(torch.argmax(lg)))

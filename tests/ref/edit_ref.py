@@ -1,0 +1,259 @@
+"""PyTorch reference of ROME and FT-M on the tiny LLaMA fixture (tests/data/tiny-llama), written
+from EasyEdit's rome/compute_u.py, rome/compute_v.py, rome_main.py and ft/ft_main.py (target_new
+branch), on fixed token ids (no tokenizer) and fixed context templates. Writes
+tests/data/edit/edit_ref.safetensors, read by tests/test_edit_ref.c.
+
+Run with Debian's interpreter: /usr/bin/python3 tests/ref/edit_ref.py
+
+Computed in float64 from the float32 weights (ked computes in float32; the C test states its
+tolerances). Deterministic: no randomness at all.
+"""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model_ref import st_read, st_write  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+DT = torch.float64
+
+# ---------------------------------------------------------------------------- the case
+# Sequences are token ids of tiny-llama (vocab 96) with BOS 1. ctx[0] is the bare prompt
+# (template "{}"); ctx[1], ctx[2] have a 3- and a 2-token prefix before it. The "subject" is
+# ids [20, 30]; its last token is at `lookup`.
+PROMPT = [1, 10, 20, 30, 40, 50]
+CTX = [
+    (PROMPT, 3),
+    ([1, 5, 6, 7] + PROMPT[1:], 6),
+    ([1, 8, 9] + PROMPT[1:], 5),
+]
+KL = ([1, 20, 30, 60, 61], 2)          # "{subject} is a"
+TARGET = [70, 71, 72]
+LAYER = 0                              # ROME layer (of 2)
+HP = dict(v_num_grad_steps=12, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4.0,
+          kl_factor=0.0625)
+FT_LAYER = 1
+FT = dict(num_steps=8, lr=1e-2)
+
+
+def llama(P, cfg, ids, lengths, layer_hooks=None):
+    """tiny LLaMA forward (HF semantics, right padding). layer_hooks(l, name, x) may return a
+    modified x for name in {"mlp_key", "mlp_out"}. Returns logits (B, T, V)."""
+    B, T = ids.shape
+    d, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd, eps = d // H, cfg["rms_norm_eps"]
+    inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    ang = torch.arange(T, dtype=torch.float64).view(T, 1) * inv.view(1, -1)
+    ang = torch.cat((ang, ang), -1)
+    cos, sin = ang.cos().to(DT), ang.sin().to(DT)
+    i = torch.arange(T).view(1, T, 1)
+    j = torch.arange(T).view(1, 1, T)
+    mask = ((j <= i) & (j < torch.as_tensor(lengths).view(-1, 1, 1))).unsqueeze(1)
+
+    def rms(x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+    def rot(x):
+        h = x.shape[-1] // 2
+        return torch.cat((-x[..., h:], x[..., :h]), -1)
+
+    x = P["model.embed_tokens.weight"][ids]
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % l
+        h = rms(x, P[p + "input_layernorm.weight"])
+        q = (h @ P[p + "self_attn.q_proj.weight"].T).view(B, T, H, hd).transpose(1, 2)
+        k = (h @ P[p + "self_attn.k_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)
+        v = (h @ P[p + "self_attn.v_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)
+        q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+        k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        a = torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
+        x = x + a.transpose(1, 2).reshape(B, T, H * hd) @ P[p + "self_attn.o_proj.weight"].T
+        h = rms(x, P[p + "post_attention_layernorm.weight"])
+        key = F.silu(h @ P[p + "mlp.gate_proj.weight"].T) * (h @ P[p + "mlp.up_proj.weight"].T)
+        if layer_hooks:
+            key = layer_hooks(l, "mlp_key", key)
+        out = key @ P[p + "mlp.down_proj.weight"].T
+        if layer_hooks:
+            out = layer_hooks(l, "mlp_out", out)
+        x = x + out
+    x = rms(x, P["model.norm.weight"])
+    head = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else P["lm_head.weight"]
+    return x @ head.T
+
+
+def pad(seqs):
+    T = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [s[0]] * (T - len(s)) for s in seqs])
+    return ids, [len(s) for s in seqs]
+
+
+def capture(P, cfg, seqs, lookups, layer, name):
+    """the activation `name` of `layer` at each sequence's lookup token (n, width)"""
+    ids, lens = pad(seqs)
+    got = {}
+
+    def hook(l, nm, x):
+        if l == layer and nm == name:
+            got["x"] = x[torch.arange(len(seqs)), torch.tensor(lookups)].detach().clone()
+        return x
+    llama(P, cfg, ids, lens, hook)
+    return got["x"]
+
+
+def compute_v(P, cfg, layer):
+    """EasyEdit rome/compute_v.py on token ids (rewriting prompts = ctx + target[:-1])"""
+    target_ids = torch.tensor(TARGET)
+    rewriting = [s + TARGET[:-1] for s, _ in CTX]
+    all_seqs = rewriting + [KL[0]]
+    ids, lens = pad(all_seqs)
+    rewriting_targets = torch.full((len(rewriting), ids.shape[1]), -100)
+    for i in range(len(rewriting)):
+        ex_len = lens[i]
+        rewriting_targets[i, ex_len - len(TARGET):ex_len] = target_ids
+    lookup_idxs = [lk for _, lk in CTX] + [KL[1]]
+    delta = torch.zeros(cfg["hidden_size"], dtype=DT, requires_grad=True)
+    state = {"target_init": None, "kl_init": None}
+
+    def edit_output_fn(l, nm, cur_out):
+        if l == layer and nm == "mlp_out":
+            if state["target_init"] is None:
+                state["target_init"] = cur_out[0, lookup_idxs[0]].detach().clone()
+            cur_out = cur_out.clone()
+            for i, idx in enumerate(lookup_idxs):
+                cur_out[i, idx, :] += delta
+        return cur_out
+
+    opt = torch.optim.Adam([delta], lr=HP["v_lr"])
+    losses = []
+    for it in range(HP["v_num_grad_steps"]):
+        opt.zero_grad()
+        logits = llama(P, cfg, ids, lens, edit_output_fn)
+        kl_logits = torch.stack([logits[len(all_seqs) - 1, KL[1], :]], 0)
+        kl_log_probs = F.log_softmax(kl_logits, dim=1)
+        if state["kl_init"] is None:
+            state["kl_init"] = kl_log_probs.detach().clone()
+        log_probs = torch.log_softmax(logits, dim=2)
+        loss = torch.gather(log_probs, 2,
+                            torch.where(rewriting_targets != -100, rewriting_targets, 0).unsqueeze(2)).squeeze(2)
+        mask = (rewriting_targets != -100).to(DT)
+        nll_loss_each = -(loss * mask).sum(1) / target_ids.size(0)
+        nll_loss = nll_loss_each.mean()
+        kl_loss = HP["kl_factor"] * F.kl_div(state["kl_init"], kl_log_probs, log_target=True,
+                                             reduction="batchmean")
+        weight_decay = HP["v_weight_decay"] * (torch.norm(delta) / torch.norm(state["target_init"]) ** 2)
+        loss = nll_loss + kl_loss + weight_decay
+        losses.append(loss.item())
+        if loss < 5e-2:
+            break
+        if it == HP["v_num_grad_steps"] - 1:
+            break
+        loss.backward()
+        opt.step()
+        max_norm = HP["clamp_norm_factor"] * state["target_init"].norm()
+        if delta.norm() > max_norm:
+            with torch.no_grad():
+                delta[...] = delta * max_norm / delta.norm()
+    return state["target_init"], delta.detach(), losses
+
+
+def target_logprob(P, cfg):
+    """sum_j log p(target_j | prompt, target_<j)"""
+    seq = PROMPT + TARGET[:-1]
+    ids, lens = pad([seq])
+    lp = torch.log_softmax(llama(P, cfg, ids, lens), -1)[0]
+    return sum(lp[len(PROMPT) - 1 + j, t].item() for j, t in enumerate(TARGET))
+
+
+def rome(P, cfg):
+    seqs, lks = [s for s, _ in CTX], [lk for _, lk in CTX]
+    kstar = capture(P, cfg, seqs, lks, LAYER, "mlp_key").mean(0)
+    u = kstar / kstar.norm()
+    target_init, delta, losses = compute_v(P, cfg, LAYER)
+    k0 = capture(P, cfg, [PROMPT], [CTX[0][1]], LAYER, "mlp_key")[0]
+    v0 = capture(P, cfg, [PROMPT], [CTX[0][1]], LAYER, "mlp_out")[0]
+    vstar = target_init + delta
+    right = (vstar - v0) / torch.dot(k0, u)
+    dW = right.unsqueeze(1) @ u.unsqueeze(0)  # down_proj (out = d_model, in = d_ff)
+    return dict(kstar=kstar, u=u, target_init=target_init, delta=delta, vstar=vstar, k0=k0, v0=v0,
+                right=right, dW=dW, losses=torch.tensor(losses, dtype=DT))
+
+
+def ft_m(P, cfg):
+    """EasyEdit ft_main.py, objective target_new, batch of one, Adam(lr), no norm constraint"""
+    name = "model.layers.%d.mlp.down_proj.weight" % FT_LAYER
+    w0 = P[name].detach().clone()
+    W = w0.clone().requires_grad_(True)
+    Q = dict(P)
+    Q[name] = W
+    opt = torch.optim.Adam([W], lr=FT["lr"], weight_decay=0)
+    seq = PROMPT + TARGET
+    ids, lens = pad([seq])
+    prompt_len = len(PROMPT)
+    label_mask = torch.tensor([[False] * prompt_len + [True] * len(TARGET)])
+    losses = []
+    for it in range(FT["num_steps"]):
+        opt.zero_grad()
+        logits = llama(Q, cfg, ids, lens)
+        shift_logits = logits[..., :-1, :]
+        shift_labels = ids[..., 1:]
+        loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                               reduction="none").view(1, -1)
+        loss = ((loss * label_mask[:, 1:]).sum(1) / label_mask[:, 1:].sum(1)).mean()
+        losses.append(loss.item())
+        if loss.item() >= 1e-2:
+            loss.backward()
+            opt.step()
+        if loss.item() < 1e-2:  # the epoch's mean loss (one batch)
+            break
+    dW = (W - w0).detach()
+    P2 = dict(P)
+    P2[name] = w0 + dW
+    return dict(dW=dW, losses=torch.tensor(losses, dtype=DT), post=target_logprob(P2, cfg))
+
+
+def main():
+    d = os.path.join(ROOT, "tests", "data", "tiny-llama")
+    W, _ = st_read(os.path.join(d, "model.safetensors"))
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    P = {k: torch.tensor(v.astype(np.float64)) for k, v in W.items()}
+    out = {}
+    r = rome(P, cfg)
+    for k, v in r.items():
+        out["rome." + k] = v.numpy().astype(np.float32)
+    P2 = dict(P)
+    nm = "model.layers.%d.mlp.down_proj.weight" % LAYER
+    P2[nm] = P[nm] + r["dW"]
+    out["rome.pre_logprob"] = np.array([target_logprob(P, cfg)], np.float32)
+    out["rome.post_logprob"] = np.array([target_logprob(P2, cfg)], np.float32)
+    f = ft_m(P, cfg)
+    out["ft_m.dW"] = f["dW"].numpy().astype(np.float32)
+    out["ft_m.losses"] = f["losses"].numpy().astype(np.float32)
+    out["ft_m.post_logprob"] = np.array([f["post"]], np.float32)
+    # the inputs, so the C test reads rather than repeats them
+    T = max(len(s) for s, _ in CTX)
+    out["ctx.ids"] = np.array([s + [0] * (T - len(s)) for s, _ in CTX], np.int64)
+    out["ctx.len"] = np.array([len(s) for s, _ in CTX], np.int64)
+    out["ctx.lookup"] = np.array([lk for _, lk in CTX], np.int64)
+    out["kl.ids"] = np.array(KL[0], np.int64)
+    out["kl.lookup"] = np.array([KL[1]], np.int64)
+    out["target"] = np.array(TARGET, np.int64)
+    meta = {"generator": "tests/ref/edit_ref.py", "precision": "float64, stored float32",
+            "rome": json.dumps(dict(HP, layer=LAYER)), "ft_m": json.dumps(dict(FT, layer=FT_LAYER))}
+    path = os.path.join(ROOT, "tests", "data", "edit", "edit_ref.safetensors")
+    st_write(path, out, meta)
+    print("rome losses", [round(x, 5) for x in r["losses"].tolist()])
+    print("rome |delta| %.5f |right| %.5f logprob %.5f -> %.5f" % (
+        r["delta"].norm(), r["right"].norm(), out["rome.pre_logprob"][0], out["rome.post_logprob"][0]))
+    print("ft-m losses", [round(x, 5) for x in f["losses"].tolist()], "post logprob %.5f" % f["post"])
+    print("wrote", os.path.normpath(path))
+
+
+if __name__ == "__main__":
+    main()
