@@ -14,6 +14,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 #define KED_COMMANDS(X)                                                                    \
     X(generate, "generate text from a prompt")                                             \
     X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
+    X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m); --patch writes the patch") \
     X(tokenize, "print the token ids, pieces and byte offsets of a text")
 
 #define DECLARE(name, help) int cmd_##name(int argc, char **argv);
