@@ -62,8 +62,9 @@ ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_to
     json_t *v;
     json_object_foreach(root, k, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 24)) {
+            ked_fail(err, KED_ERR_FORMAT, "%s: token \"%.200s\": id must be an integer in [0, 2^24]", vocab_path, k);
             json_decref(root);
-            return ked_fail(err, KED_ERR_FORMAT, "%s: token \"%s\": id must be an integer in [0, 2^24]", vocab_path, k);
+            return KED_ERR_FORMAT;
         }
         if (json_integer_value(v) > maxid) maxid = (int)json_integer_value(v);
     }

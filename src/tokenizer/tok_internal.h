@@ -152,6 +152,7 @@ struct ked_tokenizer {
     tok_added *added; int n_added;
     int bos, eos, add_bos, add_eos;
     int max_token_len; // llama2.c
+    char **arena; int n_arena; size_t arena_left; char *arena_ptr; // vocabulary strings
     tok_cache_slot *cache; // byte-level word cache (NULL: none)
     pthread_mutex_t cache_lock;
 };

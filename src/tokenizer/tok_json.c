@@ -323,32 +323,37 @@ static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
 
 /* ---- model -------------------------------------------------------------------------------- */
 
+static ked_status bad_merge(ctx *c, size_t i, const char *what) {
+    char f[64];
+    snprintf(f, sizeof f, "model.merges[%zu]", i);
+    return bad(c, f, what);
+}
+
 static ked_status parse_merges(ctx *c, json_t *merges) {
     ked_tokenizer *t = c->t;
     if (!json_is_array(merges)) return bad(c, "model.merges", "missing or not an array");
     if (tok_pairmap_init(&t->merges, json_array_size(merges)) != 0) return nomem(c);
     t->has_merges = 1;
-    char buf[2048], f[64];
+    char buf[2048];
     for (size_t i = 0; i < json_array_size(merges); i++) {
         json_t *m = json_array_get(merges, i);
         const char *a, *b;
         size_t la, lb;
-        snprintf(f, sizeof f, "model.merges[%zu]", i);
         if (json_is_string(m)) {
             const char *s = json_string_value(m);
-            const char *sp = strchr(s, ' ');
             size_t l = json_string_length(m);
-            if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' '))
-                return bad(c, f, "expected \"A B\" (two tokens separated by one space)");
+            const char *sp = memchr(s, ' ', l);
+            if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1)))
+                return bad_merge(c, i, "expected \"A B\" (two tokens separated by one space)");
             a = s; la = (size_t)(sp - s); b = sp + 1; lb = l - la - 1;
         } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
                    json_is_string(json_array_get(m, 1))) {
             a = json_string_value(json_array_get(m, 0)); la = json_string_length(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1)); lb = json_string_length(json_array_get(m, 1));
         } else {
-            return bad(c, f, "expected a string \"A B\" or a pair of strings [\"A\", \"B\"]");
+            return bad_merge(c, i, "expected a string \"A B\" or a pair of strings [\"A\", \"B\"]");
         }
-        if (la + lb > sizeof buf) return bad(c, f, "merge is too long");
+        if (la + lb > sizeof buf) return bad_merge(c, i, "merge is too long");
         int ia = tok_strmap_get(&t->vocab, a, la), ib = tok_strmap_get(&t->vocab, b, lb);
         memcpy(buf, a, la);
         memcpy(buf + la, b, lb);
@@ -357,7 +362,7 @@ static ked_status parse_merges(ctx *c, json_t *merges) {
             char msg[2200];
             snprintf(msg, sizeof msg, "merge \"%.*s\" + \"%.*s\": %s is not in model.vocab", (int)la, a,
                      (int)lb, b, ia < 0 ? "the first token" : ib < 0 ? "the second token" : "the merged token");
-            return bad(c, f, msg);
+            return bad_merge(c, i, msg);
         }
         if (tok_pairmap_put(&t->merges, ia, ib, (int)i, im) != 0) return nomem(c);
     }
@@ -529,11 +534,14 @@ static ked_status load(ctx *c, json_t *root) {
 
 ked_status tok_load_json(const char *path, ked_tokenizer **out, ked_error *err) {
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (!ked_file_exists(path)) return ked_fail(err, KED_ERR_IO, "%s: cannot open", path);
+    char *data;
+    size_t len;
+    ked_status st0 = ked_read_file(path, &data, &len, err); // one read: faster than json_load_file
+    if (st0 != KED_OK) return st0;
+    json_t *root = json_loadb(data, len, 0, &je);
+    free(data);
+    if (!root)
         return ked_fail(err, KED_ERR_FORMAT, "%s: line %d, column %d: %s", path, je.line, je.column, je.text);
-    }
     ctx c = {path, NULL, 0, 0, 0, err};
     ked_status st = load(&c, root);
     json_decref(root);

@@ -25,13 +25,29 @@ ked_tokenizer *tok_new(int n_vocab, ked_error *err) {
     return t;
 }
 
+// vocabulary strings come from 1 MiB blocks, freed together (one malloc per block, not per token)
+static char *arena_alloc(ked_tokenizer *t, size_t n) {
+    if (n > t->arena_left) {
+        size_t block = n > (1u << 20) ? n : (1u << 20);
+        char **a = realloc(t->arena, ((size_t)t->n_arena + 1) * sizeof *a);
+        if (!a) return NULL;
+        t->arena = a;
+        if (!(a[t->n_arena] = malloc(block))) return NULL;
+        t->arena_ptr = a[t->n_arena++];
+        t->arena_left = block;
+    }
+    char *p = t->arena_ptr;
+    t->arena_ptr += n;
+    t->arena_left -= n;
+    return p;
+}
+
 int tok_set_piece(ked_tokenizer *t, int id, const char *s, size_t len) {
     if (id < 0 || id >= t->n_vocab) return -1;
-    char *p = malloc(len + 1);
+    char *p = arena_alloc(t, len + 1);
     if (!p) return -1;
     memcpy(p, s, len);
     p[len] = 0;
-    free(t->piece[id]);
     t->piece[id] = p;
     t->piece_len[id] = (uint32_t)len;
     return 0;
@@ -60,8 +76,8 @@ nomem:
 
 void ked_tokenizer_free(ked_tokenizer *t) {
     if (!t) return;
-    if (t->piece)
-        for (int i = 0; i < t->n_vocab; i++) free(t->piece[i]);
+    for (int i = 0; i < t->n_arena; i++) free(t->arena[i]);
+    free(t->arena);
     free(t->piece);
     free(t->piece_len);
     free(t->score);
