@@ -1,0 +1,362 @@
+// test_model_formats.c: what ked_model_load makes of the same model in other formats.
+//  - half precision: a bf16 and an f16 copy of a fixture (every tensor converted, as a bf16
+//    checkpoint on the Hub is), loaded with keep_half (matrices stay 16-bit, used in place from
+//    the map when in ked's layout) and without (widened to f32 at load). keep_half gives the
+//    same logits and hook gradients as the widened load (same values, another matmul path), and
+//    the f32 model's logits within the dtype's tolerance; its weights take about half the bytes;
+//    tensor_read, generation and model_param_materialize_f32 work on half-held tensors.
+//    Models: tiny-llama (GQA), tiny-gpt2 (transposed Conv1D, fused c_attn), tiny-neox (fused
+//    per-head qkv), tiny-gptj (head bias) -- every load transform.
+//  - sharded checkpoints: a fixture split into three shards + model.safetensors.index.json by
+//    st_write_dir loads and gives bit-identical logits; bad indexes (a missing shard, a tensor
+//    in two shards, a shard lacking a listed tensor) fail through ked_model_load with errors
+//    naming the file and the tensor, and leave *out untouched.
+#include "test.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ked.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+
+static char root[256];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    if (!a || !b) { fprintf(stderr, "copy %s -> %s: %s\n", from, to, strerror(errno)); exit(1); }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    fclose(a);
+    fclose(b);
+}
+
+// a new directory under root holding src's config.json
+static void new_model_dir(char *dir, size_t cap, const char *src, const char *name) {
+    char a[600], b[600];
+    snprintf(dir, cap, "%s/%s", root, name);
+    mkdir(dir, 0700);
+    snprintf(a, sizeof a, "%s/config.json", src);
+    snprintf(b, sizeof b, "%s/config.json", dir);
+    copy_file(a, b);
+}
+
+// write src's tensors into dir (converted to dtype unless it is KED_F32), split into shards of
+// at most max_shard bytes (0: one file)
+static void write_copy(const char *src, const char *dir, ked_dtype dtype, size_t max_shard) {
+    char path[600];
+    ked_error err;
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    st_file *f = NULL;
+    if (st_open(path, &f, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    int n = st_count(f);
+    st_write_tensor *ts = calloc((size_t)n, sizeof *ts);
+    void **bufs = calloc((size_t)n, sizeof *bufs);
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = st_get(f, i);
+        float *x = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+        if (st_to_f32(f, t, x, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        if (dtype == KED_BF16 || dtype == KED_F16) {
+            uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(t->numel ? t->numel : 1));
+            if (dtype == KED_BF16) ked_f32_to_bf16_row(x, h, (size_t)t->numel);
+            else ked_f32_to_f16_row(x, h, (size_t)t->numel);
+            free(x);
+            bufs[i] = h;
+        } else {
+            bufs[i] = x;
+        }
+        ts[i].name = t->name;
+        ts[i].dtype = dtype;
+        ts[i].ndim = t->ndim;
+        for (int k = 0; k < t->ndim; k++) ts[i].shape[k] = t->shape[k];
+        ts[i].data = bufs[i];
+    }
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    if (st_write_dir(dir, ts, n, max_shard, mk, mv, 1, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+    st_close(f);
+}
+
+static const int ids[9] = {5, 17, 3, 88, 41, 9, 60, 2, 33};
+
+// logits (9, V) of ids, malloc'd; with an mlp_key hook at layer 1, position 4 whose gradient of
+// the logit sum (times a fixed pattern) goes into hook_grad (F floats) when not NULL
+static float *run_logits(ked_model *m, float *hook_grad) {
+    const ked_config *c = ked_model_config(m);
+    ked_error err;
+    ked_run *r = NULL;
+    CHECK_OK(ked_run_new(m, 1, 9, 9, hook_grad != NULL, &r, &err), &err);
+    if (!r) return NULL;
+    int row = 0, pos = 4;
+    ked_hook h = {KED_HOOK_MLP_KEY, 1, 1, &row, &pos, NULL, NULL, hook_grad};
+    ked_forward_opts o = ked_forward_defaults();
+    o.hooks = &h;
+    o.n_hooks = hook_grad ? 1 : 0;
+    CHECK_OK(ked_forward(m, r, ids, 1, 9, NULL, &o, &err), &err);
+    float *out = malloc(sizeof(float) * 9 * (size_t)c->vocab);
+    memcpy(out, ked_run_logits(r, NULL), sizeof(float) * 9 * (size_t)c->vocab);
+    if (hook_grad) {
+        int tg[9] = {17, 3, 88, 41, 9, 60, 2, 33, -1};
+        ked_loss_crossentropy(r, tg, 1);
+        CHECK_OK(ked_backward(m, r, &err), &err);
+    }
+    ked_run_free(r);
+    return out;
+}
+
+static float absmax(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+static ked_model *load(const char *dir, int keep_half) {
+    ked_error err;
+    ked_model *m = NULL;
+    ked_load_opts o = ked_load_defaults();
+    o.keep_half = keep_half;
+    CHECK_OK(ked_model_load_ex(dir, &o, &m, &err), &err);
+    if (!m) { fprintf(stderr, "cannot load %s\n", dir); exit(1); }
+    return m;
+}
+
+static void test_half(const char *src, const char *name, ked_dtype dtype, float tol) {
+    char dir[512];
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s-%s", name, ked_dtype_name(dtype));
+    new_model_dir(dir, sizeof dir, src, sub);
+    write_copy(src, dir, dtype, 0);
+    ked_model *m32 = load(src, 0), *mw = load(dir, 0), *mh = load(dir, 1);
+    const ked_config *c = ked_model_config(m32);
+    size_t nl = 9 * (size_t)c->vocab;
+    int F = c->d_ff;
+    float *g_w = calloc((size_t)F, 4), *g_h = calloc((size_t)F, 4);
+    float *l32 = run_logits(m32, NULL), *lw = run_logits(mw, g_w), *lh = run_logits(mh, g_h);
+    float scale = absmax(l32, nl);
+    float d_same = test_maxdiff(lh, lw, nl, NULL), d_f32 = test_maxdiff(lh, l32, nl, NULL);
+    float g_scale = absmax(g_w, (size_t)F), d_grad = test_maxdiff(g_h, g_w, (size_t)F, NULL);
+    size_t b32 = ked_model_weight_bytes(m32), bh = ked_model_weight_bytes(mh);
+    size_t bhalf = ked_model_weight_bytes_dtype(mh, dtype);
+    printf("  %-18s keep_half vs widened: logits %.2e, hook grad %.2e (rel); vs f32 model: "
+           "logits max diff %.3g of scale %.3g (%.2f%%); weights %zu -> %zu bytes (%zu in %s)\n",
+           sub, d_same, d_grad / g_scale, d_f32, scale, 100.0 * d_f32 / scale, b32, bh, bhalf,
+           ked_dtype_name(dtype));
+    CHECK(d_same <= 2e-5f * scale, "%s: keep_half logits differ from the widened load by %g", sub,
+          d_same);
+    CHECK(d_grad <= 1e-4f * g_scale, "%s: keep_half hook gradient differs by %g", sub, d_grad);
+    CHECK(d_f32 <= tol * scale, "%s: logits differ from the f32 model by %g (> %g of %g)", sub,
+          d_f32, tol, scale);
+    CHECK(bhalf > 0 && bh < b32 * 6 / 10, "%s: weights take %zu bytes of the f32 model's %zu", sub,
+          bh, b32);
+    CHECK(ked_model_weight_bytes(mw) == b32, "%s: widened load holds %zu bytes", sub,
+          ked_model_weight_bytes(mw));
+    // matrices in ked's layout come straight from the map; every matrix is held half
+    int in_place = 0, half = 0, mats = 0;
+    for (int i = 0; i < mh->n_params; i++) {
+        const ked_param *p = &mh->params[i];
+        if (!param_present(p) || p->cols == 1) continue;
+        mats++;
+        half += p->w16 != NULL && p->w == NULL && p->dtype == dtype;
+        in_place += p->w16 && !p->owned16;
+    }
+    CHECK(half == mats && in_place > 0, "%s: %d of %d matrices half, %d in place", sub, half, mats,
+          in_place);
+    // tensor_read of every tensor equals the widened load's
+    ked_error err;
+    for (int i = 0; i < ked_model_n_tensors(mh); i++) {
+        const char *tn = ked_model_tensor_name(mh, i);
+        int64_t sh[2];
+        int nd = ked_model_tensor_shape(mh, tn, sh);
+        size_t ne = (size_t)(sh[0] * (nd == 2 ? sh[1] : 1));
+        float *a = malloc(4 * ne), *b = malloc(4 * ne);
+        CHECK_OK(ked_model_tensor_read(mh, tn, 0, a, &err), &err);
+        CHECK_OK(ked_model_tensor_read(mw, tn, 0, b, &err), &err);
+        CHECK(!memcmp(a, b, 4 * ne), "%s: tensor_read '%s' differs", sub, tn);
+        free(a);
+        free(b);
+    }
+    // greedy generation agrees with the widened load (KV-cached decode through the N = 1 path)
+    ked_generate_opts go = ked_generate_defaults();
+    go.max_new = 8;
+    go.stop_at_eos = 0;
+    int o1[32], o2[32], n1 = 0, n2 = 0;
+    CHECK_OK(ked_generate(mw, ids, 5, &go, o1, 32, &n1, NULL, NULL, &err), &err);
+    CHECK_OK(ked_generate(mh, ids, 5, &go, o2, 32, &n2, NULL, NULL, &err), &err);
+    CHECK(n1 == n2 && !memcmp(o1, o2, sizeof(int) * (size_t)n1), "%s: greedy differs", sub);
+    // materialising every matrix in f32 (what an editor does first) changes nothing
+    for (int i = 0; i < mh->n_params; i++)
+        if (param_present(&mh->params[i]))
+            CHECK(model_param_materialize_f32(mh, &mh->params[i], &err) != NULL, "%s", err.msg);
+    CHECK(ked_model_weight_bytes(mh) == b32, "%s: materialised model holds %zu bytes", sub,
+          ked_model_weight_bytes(mh));
+    float *lm = run_logits(mh, NULL);
+    float d_mat = test_maxdiff(lm, lw, nl, NULL);
+    CHECK(d_mat <= 1e-6f * scale, "%s: materialised logits differ by %g", sub, d_mat);
+    free(l32); free(lw); free(lh); free(lm); free(g_w); free(g_h);
+    ked_model_free(m32); ked_model_free(mw); ked_model_free(mh);
+}
+
+// expect ked_model_load(dir) to fail with status st and a message holding every non-NULL string
+static void expect_fail(const char *what, const char *dir, ked_status st, const char *s1,
+                        const char *s2) {
+    ked_error err = {KED_OK, ""};
+    ked_model *m = (ked_model *)(uintptr_t)0x1;
+    ked_status got = ked_model_load(dir, &m, &err);
+    printf("  %-28s -> %s: %s\n", what, ked_status_name(got), err.msg);
+    CHECK(got == st, "%s: status %s, want %s", what, ked_status_name(got), ked_status_name(st));
+    CHECK(m == (ked_model *)(uintptr_t)0x1, "%s: *out was set on failure", what);
+    CHECK(!s1 || strstr(err.msg, s1), "%s: message lacks '%s': %s", what, s1, err.msg);
+    CHECK(!s2 || strstr(err.msg, s2), "%s: message lacks '%s': %s", what, s2, err.msg);
+    if (got == KED_OK && m != (ked_model *)(uintptr_t)0x1) ked_model_free(m);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "%s: %s\n", path, strerror(errno)); exit(1); }
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "%s: %s\n", path, strerror(errno)); exit(1); }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (fread(s, 1, (size_t)n, f) != (size_t)n) exit(1);
+    s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+// replace the first occurrence of `from` in s (malloc'd) with `to`
+static char *replace(char *s, const char *from, const char *to) {
+    char *p = strstr(s, from);
+    if (!p) { fprintf(stderr, "replace: '%s' not found\n", from); exit(1); }
+    size_t n = strlen(s) - strlen(from) + strlen(to);
+    char *o = malloc(n + 1);
+    size_t k = (size_t)(p - s);
+    memcpy(o, s, k);
+    strcpy(o + k, to);
+    strcat(o, p + strlen(from));
+    free(s);
+    return o;
+}
+
+static void test_sharded(const char *src, const char *name) {
+    char dir[512], path[700], idx[700];
+    new_model_dir(dir, sizeof dir, src, name);
+    // three shards: at most 40% of the bytes each (tensors are small against that)
+    char mpath[600];
+    snprintf(mpath, sizeof mpath, "%s/model.safetensors", src);
+    struct stat sb;
+    stat(mpath, &sb);
+    write_copy(src, dir, KED_F32, (size_t)sb.st_size * 2 / 5);
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+    CHECK(access(idx, R_OK) == 0, "%s: no index written", name);
+    ked_model *a = load(src, 0), *b = load(dir, 0);
+    CHECK(b->st && st_set_file_count(b->st) == 3, "%s: %d shards, want 3", name,
+          b->st ? st_set_file_count(b->st) : 0);
+    size_t nl = 9 * (size_t)ked_model_config(a)->vocab;
+    float *la = run_logits(a, NULL), *lb = run_logits(b, NULL);
+    CHECK(!memcmp(la, lb, sizeof(float) * nl), "%s: sharded logits differ by %g", name,
+          test_maxdiff(la, lb, nl, NULL));
+    printf("  %-28s 3 shards, logits identical to the single file: %s\n", name,
+           memcmp(la, lb, sizeof(float) * nl) ? "NO" : "yes");
+    free(la); free(lb);
+    ked_model_free(a); ked_model_free(b);
+
+    char *orig = read_text(idx);
+    // which shard holds the final norm (listed in the index); another shard's name
+    const char *tn = "gpt_neox.final_layer_norm.weight";
+    char *p = strstr(orig, tn);
+    CHECK(p != NULL, "index lacks %s", tn);
+    if (!p) { free(orig); return; }
+    char shard[128] = "";
+    sscanf(strchr(p + strlen(tn) + 1, '"') + 1, "%127[^\"]", shard);
+    const char *other = strcmp(shard, "model-00001-of-00003.safetensors")
+                            ? "model-00001-of-00003.safetensors"
+                            : "model-00002-of-00003.safetensors";
+    char listed[300], moved[300];
+    snprintf(listed, sizeof listed, "\"%s\": \"%s\"", tn, shard);
+    snprintf(moved, sizeof moved, "\"%s\": \"%s\"", tn, other);
+
+    // a tensor listed for a shard that lacks it (it is in another)
+    char *bad = replace(read_text(idx), listed, moved);
+    write_text(idx, bad);
+    free(bad);
+    snprintf(path, sizeof path, "%s/%s", dir, other);
+    expect_fail("listed for the wrong shard", dir, KED_ERR_FORMAT, tn, other);
+    write_text(idx, orig);
+
+    // a listed tensor that no shard holds
+    bad = replace(read_text(idx), "\"weight_map\": {",
+                  "\"weight_map\": {\"gpt_neox.ghost.weight\": \"model-00001-of-00003.safetensors\", ");
+    write_text(idx, bad);
+    free(bad);
+    expect_fail("listed tensor in no shard", dir, KED_ERR_FORMAT, "gpt_neox.ghost.weight",
+                "model-00001-of-00003.safetensors");
+    write_text(idx, orig);
+
+    // a missing shard
+    char from[700], to[700];
+    snprintf(from, sizeof from, "%s/%s", dir, other);
+    snprintf(to, sizeof to, "%s/%s.away", dir, other);
+    rename(from, to);
+    expect_fail("missing shard", dir, KED_ERR_IO, other, NULL);
+    rename(to, from);
+
+    // a tensor in two shards: a fourth shard (listed in the index) holding a copy of tn
+    // (the extra shard is opened because the index lists its other tensor, extra.dummy)
+    ked_error err;
+    int64_t C = 32;
+    float *w = calloc((size_t)C, sizeof(float));
+    st_write_tensor dup[2] = {{tn, KED_F32, 1, {C}, w}, {"extra.dummy", KED_F32, 1, {1}, w}};
+    snprintf(path, sizeof path, "%s/extra.safetensors", dir);
+    CHECK_OK(st_write(path, dup, 2, NULL, NULL, 0, &err), &err);
+    char extra[300];
+    snprintf(extra, sizeof extra, "\"weight_map\": {\"extra.dummy\": \"extra.safetensors\", ");
+    bad = replace(read_text(idx), "\"weight_map\": {", extra);
+    write_text(idx, bad);
+    free(bad);
+    expect_fail("tensor in two shards", dir, KED_ERR_FORMAT, tn, NULL);
+    write_text(idx, orig);
+    unlink(path);
+    free(w);
+
+    // and the repaired folder loads again
+    ked_model *c = load(dir, 0);
+    ked_model_free(c);
+    free(orig);
+}
+
+int main(void) {
+    snprintf(root, sizeof root, "/tmp/ked_test_model_formats.XXXXXX");
+    if (!mkdtemp(root)) { perror("mkdtemp"); return 1; }
+    printf("half precision (bf16 tolerance: 3%% of the logit scale; f16: 0.3%%)\n");
+    const char *models[4][2] = {{"tests/data/tiny-llama", "llama"}, {"tests/data/tiny-gpt2", "gpt2"},
+                                {"tests/data/tiny-neox", "neox"}, {"tests/data/tiny-gptj", "gptj"}};
+    for (int i = 0; i < 4; i++) {
+        test_half(models[i][0], models[i][1], KED_BF16, 0.03f);
+        test_half(models[i][0], models[i][1], KED_F16, 0.003f);
+    }
+    printf("sharded checkpoints\n");
+    test_sharded("tests/data/tiny-neox", "neox-sharded");
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return test_finish("test_model_formats");
+}
