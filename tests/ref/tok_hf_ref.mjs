@@ -2,13 +2,22 @@
 // transformers.js, an implementation of Hugging Face's tokenizer pipeline independent of ked),
 // run under Node.js. The tokenizer class is left generic (no tokenizer_class), so that the
 // pipeline in tokenizer.json is applied as written, as Hugging Face's `tokenizers` does.
-// usage: node tests/ref/tok_hf_ref.mjs TOKENIZER.json CORPUS.txt OUT_IDS.txt
+// usage: node tests/ref/tok_hf_ref.mjs TOKENIZER.json CORPUS.txt OUT_IDS.txt [metaspace]
+// metaspace: first rewrite a Prepend+Replace tokenizer.json the way newer LLaMA / Mistral files are
+// written (normalizer null, pre_tokenizer Metaspace prepend_scheme "first", split false);
+// tests/test_tokenizer.c makes the same rewrite (metaspace_variant()).
 // (npm install in tests/ref first; tests/ref/tok_make_fixtures.sh runs everything.)
 import { readFileSync, writeFileSync } from "node:fs";
 import { TokenizerLoader } from "@lenml/tokenizers";
 
-const [tokPath, corpusPath, outPath] = process.argv.slice(2);
+const [tokPath, corpusPath, outPath, variant] = process.argv.slice(2);
 const tokenizerJSON = JSON.parse(readFileSync(tokPath, "utf8"));
+if (variant === "metaspace") {
+  tokenizerJSON.normalizer = null;
+  // add_prefix_space: transformers.js prepends only with it; ked follows prepend_scheme
+  tokenizerJSON.pre_tokenizer = { type: "Metaspace", replacement: "\u2581", add_prefix_space: true,
+                                  prepend_scheme: "first", split: false };
+}
 const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig: {} });
 
 function unescape(line) {

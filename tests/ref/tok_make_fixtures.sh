@@ -16,3 +16,4 @@ D=../data/tokenizer
 node tok_hf_ref.mjs $D/vicuna-llama/tokenizer.json $D/corpus.txt $D/vicuna_ids.txt
 node tok_hf_ref.mjs $D/tinystories-656k/tokenizer.json $D/corpus.txt $D/tinystories_ids.txt
 node tok_hf_ref.mjs $D/gpt2-llama3style/tokenizer.json $D/corpus.txt $D/gpt2-llama3style_ids.txt
+node tok_hf_ref.mjs $D/vicuna-llama/tokenizer.json $D/corpus.txt $D/vicuna_metaspace_ids.txt metaspace
