@@ -1,6 +1,7 @@
 // test_tokenizer_fuzz.c: seeded random input for the encoders, decoders, streaming decoder and the
 // tokenizer.json / tokenizer.bin loaders: no crash, no leak, no sanitizer report (run it under
 // `make asan`), ids and spans always in range, byte-level decode(encode(s)) == s for any bytes.
+#include <pthread.h>
 #include <unistd.h>
 
 #include "core/core.h"
@@ -155,12 +156,72 @@ static void fuzz_loader(const char *src, const char *name, int iters, uint64_t s
     free(orig);
 }
 
+// encode from several threads at once (the byte-level word cache is shared): same ids as alone
+#define N_THREADS 4
+#define N_STR 400
+typedef struct {
+    ked_tokenizer *t;
+    char **s;
+    size_t *len;
+    int **ids, *n;
+    int bad;
+} job;
+
+static void *encode_all(void *arg) {
+    job *j = arg;
+    ked_error err;
+    for (int i = 0; i < N_STR; i++) {
+        int *ids = NULL, n = 0;
+        if (ked_tokenizer_encode(j->t, j->s[i], j->len[i], 1, &ids, NULL, &n, &err) != KED_OK ||
+            n != j->n[i] || (n && memcmp(ids, j->ids[i], sizeof(int) * (size_t)n) != 0))
+            j->bad++;
+        free(ids);
+    }
+    return NULL;
+}
+
+static void threads(const char *path) {
+    ked_tokenizer *t = NULL;
+    ked_error err;
+    CHECK_OK(ked_tokenizer_load(path, &t, &err), &err);
+    if (!t) return;
+    ked_rng r;
+    ked_rng_seed(&r, 99);
+    char *s[N_STR];
+    size_t len[N_STR];
+    int *ids[N_STR], n[N_STR];
+    char buf[1024];
+    for (int i = 0; i < N_STR; i++) {
+        len[i] = random_text(&r, buf, sizeof buf - 8);
+        s[i] = malloc(len[i] + 1);
+        memcpy(s[i], buf, len[i]);
+        CHECK_OK(ked_tokenizer_encode(t, s[i], len[i], 1, &ids[i], NULL, &n[i], &err), &err);
+    }
+    ked_tokenizer_free(t); // a fresh tokenizer: the threads fill its cache together
+    t = NULL;
+    CHECK_OK(ked_tokenizer_load(path, &t, &err), &err);
+    job jobs[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int k = 0; k < N_THREADS; k++) {
+        jobs[k] = (job){t, s, len, ids, n, 0};
+        pthread_create(&th[k], NULL, encode_all, &jobs[k]);
+    }
+    int bad = 0;
+    for (int k = 0; k < N_THREADS; k++) { pthread_join(th[k], NULL); bad += jobs[k].bad; }
+    printf("%-50s %d threads x %d strings: %d differ from one thread\n", path, N_THREADS, N_STR, bad);
+    CHECK(bad == 0, "%s: %d encodings differ under threads", path, bad);
+    for (int i = 0; i < N_STR; i++) { free(s[i]); free(ids[i]); }
+    ked_tokenizer_free(t);
+}
+
 int main(void) {
     fuzz_encode(D "gpt2", 1, 1500, 1);
     fuzz_encode(D "gpt2-llama3style/tokenizer.json", 0, 500, 2);
     fuzz_encode(D "vicuna-llama", 0, 1000, 3);
     fuzz_encode(D "tinystories-656k", 0, 500, 4);
     fuzz_encode(D "stories260k/tok512.bin", 0, 1000, 5);
+    threads(D "gpt2");
+    threads(D "vicuna-llama");
     fuzz_loader(D "tinystories-656k/tokenizer.json", "tokenizer.json", 150, 6);
     fuzz_loader(D "stories260k/tok512.bin", "tokenizer.bin", 300, 7);
     return test_finish("test_tokenizer_fuzz");
