@@ -1,5 +1,5 @@
 // test_edit_ref.c: ROME and FT-M against the PyTorch reference of tests/ref/edit_ref.py on the
-// tiny LLaMA fixture (tests/data/tiny-llama), with the same token ids, context templates and
+// tiny LLaMA and GPT-2 fixtures (tests/data/tiny-llama, tiny-gpt2: Conv1D layout, biases), with the same token ids, context templates and
 // hyperparameters: k*, u, target_init, delta, v*, k0, v0, right, the weight delta, the loss of
 // every v* step and the post-edit target log-probability (ROME); the weight delta, the loss of
 // every step and the post-edit log-probability (FT-M). The reference runs in float64, ked in
@@ -45,9 +45,17 @@ static float rel(const float *a, const float *b, size_t n) {
     return m / (s > 1e-12f ? s : 1e-12f);
 }
 
+static const char *fam; // "llama" or "gpt2": the fixture's key prefix
+
+static float *getfam(const char *name, int64_t *numel) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", fam, name);
+    return getf(key, numel);
+}
+
 static int check_vec(const char *what, const float *got, const char *ref_name, size_t n, float tol) {
     int64_t ne;
-    float *want = getf(ref_name, &ne);
+    float *want = getfam(ref_name, &ne);
     CHECK((size_t)ne == n, "%s: %zu values, reference %lld", what, n, (long long)ne);
     float e = rel(got, want, n);
     printf("  %-18s relative max diff %.3g (tolerance %.0e)\n", what, e, tol);
@@ -79,15 +87,11 @@ static float target_logprob(const ked_model *m, const edit_case *c) {
     return (float)s;
 }
 
-int main(void) {
-    ked_set_threads(1);
+static void test_family(const char *dir) {
     ked_error err;
     ked_model *m = NULL;
-    if (ked_model_load("tests/data/tiny-llama", &m, &err) ||
-        st_open("tests/data/edit/edit_ref.safetensors", &ref, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
+    CHECK_OK(ked_model_load(dir, &m, &err), &err);
+    if (!m) return;
     const ked_config *cfg = ked_model_config(m);
     int C = cfg->d_model, F = cfg->d_ff;
     // the case, from the fixture
@@ -116,7 +120,7 @@ int main(void) {
     c.n_target = (int)ntg;
 
     // ROME, with the reference's hyperparameters (tests/ref/edit_ref.py HP)
-    printf("== ROME, tiny-llama layer 0\n");
+    printf("== ROME, %s layer 0\n", dir);
     ked_hparams hp;
     CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
     hp.layers[0] = 0;
@@ -147,7 +151,7 @@ int main(void) {
         patch_entry_add(&p->e[0], dW);
         check_vec("weight delta", dW, "rome.dW", (size_t)C * F, 2e-5f);
         int64_t nl;
-        float *wl = getf("rome.losses", &nl);
+        float *wl = getfam("rome.losses", &nl);
         CHECK(tr.vs.n_steps == nl, "v* steps %d vs reference %lld", tr.vs.n_steps, (long long)nl);
         float worst = 0;
         for (int i = 0; i < tr.vs.n_steps && i < nl; i++) {
@@ -162,7 +166,7 @@ int main(void) {
         CHECK_OK(ked_editor_new(m, &ed, &err), &err);
         CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
         float post = target_logprob(m, &c);
-        float *wpre = getf("rome.pre_logprob", NULL), *wpost = getf("rome.post_logprob", NULL);
+        float *wpre = getfam("rome.pre_logprob", NULL), *wpost = getfam("rome.post_logprob", NULL);
         printf("  target log-prob   %.5f -> %.5f (reference %.5f -> %.5f)\n", pre, post, wpre[0], wpost[0]);
         CHECK(fabsf(pre - wpre[0]) < 1e-4f && fabsf(post - wpost[0]) < 1e-3f, "log-probs differ");
         CHECK(post > pre, "the edit did not raise the target's probability");
@@ -172,20 +176,23 @@ int main(void) {
     rome_trace_free(&tr);
 
     // FT-M, layer 1, Adam lr 1e-2, 8 steps (tests/ref/edit_ref.py FT)
-    printf("== FT-M, tiny-llama layer 1\n");
+    printf("== FT-M, %s layer 1\n", dir);
     CHECK_OK(ked_hparams_defaults(m, "ft-m", &hp, &err), &err);
     hp.layers[0] = 1;
     hp.lr = 1e-2f;
     hp.num_steps = 8;
     hp.norm_constraint = 0;
+    hp.ft_bias = 1;
     ked_edit_info info;
     p = NULL;
     CHECK_OK(edit_ft_case(m, &hp, &c, NULL, &p, &info, &err), &err);
     if (p) {
-        CHECK(p->n == 1 && p->e[0].rank == 0 && p->e[0].layer == 1, "FT-M patch shape");
+        int bias = !strcmp(fam, "gpt2"); // EasyEdit's template transformer.h.{}.mlp.c_proj: + bias
+        CHECK(p->n == 1 + bias && p->e[0].rank == 0 && p->e[0].layer == 1, "FT-M patch shape");
         check_vec("weight delta", p->e[0].delta, "ft_m.dW", (size_t)C * F, 5e-4f);
+        if (bias && p->n == 2) check_vec("bias delta", p->e[1].delta, "ft_m.dB", (size_t)C, 5e-4f);
         int64_t nl;
-        float *wl = getf("ft_m.losses", &nl);
+        float *wl = getfam("ft_m.losses", &nl);
         float worst = 0;
         CHECK(info.n_steps == nl, "FT-M steps %d vs reference %lld", info.n_steps, (long long)nl);
         for (int i = 0; i < info.n_steps && i < nl; i++) {
@@ -199,7 +206,7 @@ int main(void) {
         CHECK_OK(ked_editor_new(m, &ed, &err), &err);
         CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
         float post = target_logprob(m, &c);
-        float *wpost = getf("ft_m.post_logprob", NULL);
+        float *wpost = getfam("ft_m.post_logprob", NULL);
         printf("  target log-prob   %.5f -> %.5f (reference -> %.5f)\n", pre, post, wpost[0]);
         CHECK(fabsf(post - wpost[0]) < 1e-3f, "FT-M post log-prob %f vs %f", post, wpost[0]);
         ked_editor_free(ed);
@@ -207,7 +214,20 @@ int main(void) {
     }
     edit_case_free(&c);
     free(cids); free(clen); free(clk); free(kllk);
-    st_close(ref);
     ked_model_free(m);
+}
+
+int main(void) {
+    ked_set_threads(1);
+    ked_error err;
+    if (st_open("tests/data/edit/edit_ref.safetensors", &ref, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    fam = "llama";
+    test_family("tests/data/tiny-llama");
+    fam = "gpt2";
+    test_family("tests/data/tiny-gpt2");
+    st_close(ref);
     return test_finish("test_edit_ref");
 }

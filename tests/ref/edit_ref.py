@@ -1,4 +1,5 @@
-"""PyTorch reference of ROME and FT-M on the tiny LLaMA fixture (tests/data/tiny-llama), written
+"""PyTorch reference of ROME and FT-M on the tiny LLaMA and GPT-2 fixtures (tests/data/tiny-llama,
+tests/data/tiny-gpt2: Conv1D layout, biases, LayerNorm, learned positions), written
 from EasyEdit's rome/compute_u.py, rome/compute_v.py, rome_main.py and ft/ft_main.py (target_new
 branch), on fixed token ids (no tokenizer) and fixed context templates. Writes
 tests/data/edit/edit_ref.safetensors, read by tests/test_edit_ref.c.
@@ -88,6 +89,54 @@ def llama(P, cfg, ids, lengths, layer_hooks=None):
     return x @ head.T
 
 
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def gpt2(P, cfg, ids, lengths, layer_hooks=None):
+    """tiny GPT-2 forward (HF semantics: Conv1D weights (in, out), biases, gelu_new, tied head)"""
+    B, T = ids.shape
+    d, H = cfg["n_embd"], cfg["n_head"]
+    hd, eps = d // H, cfg["layer_norm_epsilon"]
+    i = torch.arange(T).view(1, T, 1)
+    j = torch.arange(T).view(1, 1, T)
+    mask = ((j <= i) & (j < torch.as_tensor(lengths).view(-1, 1, 1))).unsqueeze(1)
+    x = P["wte.weight"][ids] + P["wpe.weight"][torch.arange(T)].unsqueeze(0)
+    for l in range(cfg["n_layer"]):
+        p = "h.%d." % l
+        h = F.layer_norm(x, (d,), P[p + "ln_1.weight"], P[p + "ln_1.bias"], eps)
+        q, k, v = (h @ P[p + "attn.c_attn.weight"] + P[p + "attn.c_attn.bias"]).split(d, -1)
+        q, k, v = (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k, v))
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        a = (torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + a @ P[p + "attn.c_proj.weight"] + P[p + "attn.c_proj.bias"]
+        h = F.layer_norm(x, (d,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], eps)
+        key = gelu_new(h @ P[p + "mlp.c_fc.weight"] + P[p + "mlp.c_fc.bias"])
+        if layer_hooks:
+            key = layer_hooks(l, "mlp_key", key)
+        out = key @ P[p + "mlp.c_proj.weight"] + P[p + "mlp.c_proj.bias"]
+        if layer_hooks:
+            out = layer_hooks(l, "mlp_out", out)
+        x = x + out
+    x = F.layer_norm(x, (d,), P["ln_f.weight"], P["ln_f.bias"], eps)
+    return x @ P["wte.weight"].T
+
+
+FAMILY = {"family": "llama"}
+
+
+def model(P, cfg, ids, lengths, layer_hooks=None):
+    f = llama if FAMILY["family"] == "llama" else gpt2
+    return f(P, cfg, ids, lengths, layer_hooks)
+
+
+def down_name(layer):
+    """HF name of the MLP's output projection weight, and whether it is stored (in, out)"""
+    if FAMILY["family"] == "llama":
+        return "model.layers.%d.mlp.down_proj.weight" % layer, False
+    return "h.%d.mlp.c_proj.weight" % layer, True
+
+
 def pad(seqs):
     T = max(len(s) for s in seqs)
     ids = torch.tensor([s + [s[0]] * (T - len(s)) for s in seqs])
@@ -103,7 +152,7 @@ def capture(P, cfg, seqs, lookups, layer, name):
         if l == layer and nm == name:
             got["x"] = x[torch.arange(len(seqs)), torch.tensor(lookups)].detach().clone()
         return x
-    llama(P, cfg, ids, lens, hook)
+    model(P, cfg, ids, lens, hook)
     return got["x"]
 
 
@@ -118,7 +167,7 @@ def compute_v(P, cfg, layer):
         ex_len = lens[i]
         rewriting_targets[i, ex_len - len(TARGET):ex_len] = target_ids
     lookup_idxs = [lk for _, lk in CTX] + [KL[1]]
-    delta = torch.zeros(cfg["hidden_size"], dtype=DT, requires_grad=True)
+    delta = torch.zeros(cfg.get("hidden_size", cfg.get("n_embd")), dtype=DT, requires_grad=True)
     state = {"target_init": None, "kl_init": None}
 
     def edit_output_fn(l, nm, cur_out):
@@ -134,7 +183,7 @@ def compute_v(P, cfg, layer):
     losses = []
     for it in range(HP["v_num_grad_steps"]):
         opt.zero_grad()
-        logits = llama(P, cfg, ids, lens, edit_output_fn)
+        logits = model(P, cfg, ids, lens, edit_output_fn)
         kl_logits = torch.stack([logits[len(all_seqs) - 1, KL[1], :]], 0)
         kl_log_probs = F.log_softmax(kl_logits, dim=1)
         if state["kl_init"] is None:
@@ -167,7 +216,7 @@ def target_logprob(P, cfg):
     """sum_j log p(target_j | prompt, target_<j)"""
     seq = PROMPT + TARGET[:-1]
     ids, lens = pad([seq])
-    lp = torch.log_softmax(llama(P, cfg, ids, lens), -1)[0]
+    lp = torch.log_softmax(model(P, cfg, ids, lens), -1)[0]
     return sum(lp[len(PROMPT) - 1 + j, t].item() for j, t in enumerate(TARGET))
 
 
@@ -186,13 +235,17 @@ def rome(P, cfg):
 
 
 def ft_m(P, cfg):
-    """EasyEdit ft_main.py, objective target_new, batch of one, Adam(lr), no norm constraint"""
-    name = "model.layers.%d.mlp.down_proj.weight" % FT_LAYER
-    w0 = P[name].detach().clone()
-    W = w0.clone().requires_grad_(True)
+    """EasyEdit ft_main.py, objective target_new, batch of one, Adam(lr), no norm constraint.
+    Trained: every parameter whose name contains rewrite_module_tmp.format(layer): for LLaMA
+    (template model.layers.{}.mlp.down_proj.weight) the weight, for GPT-2 (template
+    transformer.h.{}.mlp.c_proj) the weight and the bias."""
+    name, _ = down_name(FT_LAYER)
+    names = [name] + ([name.replace(".weight", ".bias")] if FAMILY["family"] == "gpt2" else [])
+    w0 = {n: P[n].detach().clone() for n in names}
+    W = {n: w0[n].clone().requires_grad_(True) for n in names}
     Q = dict(P)
-    Q[name] = W
-    opt = torch.optim.Adam([W], lr=FT["lr"], weight_decay=0)
+    Q.update(W)
+    opt = torch.optim.Adam(list(W.values()), lr=FT["lr"], weight_decay=0)
     seq = PROMPT + TARGET
     ids, lens = pad([seq])
     prompt_len = len(PROMPT)
@@ -200,7 +253,7 @@ def ft_m(P, cfg):
     losses = []
     for it in range(FT["num_steps"]):
         opt.zero_grad()
-        logits = llama(Q, cfg, ids, lens)
+        logits = model(Q, cfg, ids, lens)
         shift_logits = logits[..., :-1, :]
         shift_labels = ids[..., 1:]
         loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
@@ -212,30 +265,48 @@ def ft_m(P, cfg):
             opt.step()
         if loss.item() < 1e-2:  # the epoch's mean loss (one batch)
             break
-    dW = (W - w0).detach()
+    d = {n: (W[n] - w0[n]).detach() for n in names}
     P2 = dict(P)
-    P2[name] = w0 + dW
-    return dict(dW=dW, losses=torch.tensor(losses, dtype=DT), post=target_logprob(P2, cfg))
+    P2.update({n: w0[n] + d[n] for n in names})
+    out = dict(dW=d[name], losses=torch.tensor(losses, dtype=DT), post=target_logprob(P2, cfg))
+    if len(names) > 1:
+        out["dB"] = d[names[1]]
+    return out
 
 
-def main():
-    d = os.path.join(ROOT, "tests", "data", "tiny-llama")
+def run(fam):
+    FAMILY["family"] = fam
+    d = os.path.join(ROOT, "tests", "data", "tiny-" + fam)
     W, _ = st_read(os.path.join(d, "model.safetensors"))
     cfg = json.load(open(os.path.join(d, "config.json")))
     P = {k: torch.tensor(v.astype(np.float64)) for k, v in W.items()}
     out = {}
     r = rome(P, cfg)
     for k, v in r.items():
-        out["rome." + k] = v.numpy().astype(np.float32)
+        out[fam + ".rome." + k] = v.numpy().astype(np.float32)  # dW in ked's (out, in) layout
+    nm, conv1d = down_name(LAYER)
     P2 = dict(P)
-    nm = "model.layers.%d.mlp.down_proj.weight" % LAYER
-    P2[nm] = P[nm] + r["dW"]
-    out["rome.pre_logprob"] = np.array([target_logprob(P, cfg)], np.float32)
-    out["rome.post_logprob"] = np.array([target_logprob(P2, cfg)], np.float32)
+    P2[nm] = P[nm] + (r["dW"].T if conv1d else r["dW"])
+    out[fam + ".rome.pre_logprob"] = np.array([target_logprob(P, cfg)], np.float32)
+    out[fam + ".rome.post_logprob"] = np.array([target_logprob(P2, cfg)], np.float32)
     f = ft_m(P, cfg)
-    out["ft_m.dW"] = f["dW"].numpy().astype(np.float32)
-    out["ft_m.losses"] = f["losses"].numpy().astype(np.float32)
-    out["ft_m.post_logprob"] = np.array([f["post"]], np.float32)
+    out[fam + ".ft_m.dW"] = (f["dW"].T if conv1d else f["dW"]).numpy().astype(np.float32)
+    if "dB" in f:
+        out[fam + ".ft_m.dB"] = f["dB"].numpy().astype(np.float32)
+    out[fam + ".ft_m.losses"] = f["losses"].numpy().astype(np.float32)
+    out[fam + ".ft_m.post_logprob"] = np.array([f["post"]], np.float32)
+    print(fam, "rome losses", [round(x, 5) for x in r["losses"].tolist()])
+    print(fam, "rome |delta| %.5f |right| %.5f logprob %.5f -> %.5f" % (
+        r["delta"].norm(), r["right"].norm(), out[fam + ".rome.pre_logprob"][0],
+        out[fam + ".rome.post_logprob"][0]))
+    print(fam, "ft-m losses", [round(x, 5) for x in f["losses"].tolist()], "post logprob %.5f" % f["post"])
+    return out
+
+
+def main():
+    out = {}
+    for fam in ("llama", "gpt2"):
+        out.update(run(fam))
     # the inputs, so the C test reads rather than repeats them
     T = max(len(s) for s, _ in CTX)
     out["ctx.ids"] = np.array([s + [0] * (T - len(s)) for s, _ in CTX], np.int64)
@@ -248,10 +319,6 @@ def main():
             "rome": json.dumps(dict(HP, layer=LAYER)), "ft_m": json.dumps(dict(FT, layer=FT_LAYER))}
     path = os.path.join(ROOT, "tests", "data", "edit", "edit_ref.safetensors")
     st_write(path, out, meta)
-    print("rome losses", [round(x, 5) for x in r["losses"].tolist()])
-    print("rome |delta| %.5f |right| %.5f logprob %.5f -> %.5f" % (
-        r["delta"].norm(), r["right"].norm(), out["rome.pre_logprob"][0], out["rome.post_logprob"][0]))
-    print("ft-m losses", [round(x, 5) for x in f["losses"].tolist()], "post logprob %.5f" % f["post"])
     print("wrote", os.path.normpath(path))
 
 
