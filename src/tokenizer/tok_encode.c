@@ -178,13 +178,29 @@ static ked_status encode_stretch(const ked_tokenizer *t, const char *text, size_
     size_t nr = 0;
     st = tok_pretokenize(t, &sc->ns, &r, &nr, sc->md, err);
     if (st != KED_OK) return st;
-    for (size_t i = 0; i < nr; i++)
-        if (model_word(t, sc, r[i].start, r[i].end, o) != 0) {
-            free(r);
-            return ked_fail(err, KED_ERR_NOMEM, "tokenizer: out of memory");
+    for (size_t i = 0; i < nr; i++) {
+        size_t wa = r[i].start, wb = r[i].end;
+        if (t->split_meta) {
+            // no token holds U+2581 after another character (see tok_finish): BPE cannot cross
+            // a U+2581 that follows a different character, so the word is cut there (same ids)
+            const char *s = sc->ns.s;
+            for (size_t k = wa + 1; k + 3 <= wb; k++) {
+                if ((unsigned char)s[k] == 0xE2 && (unsigned char)s[k + 1] == 0x96 &&
+                    (unsigned char)s[k + 2] == 0x81 &&
+                    !(k >= wa + 3 && (unsigned char)s[k - 3] == 0xE2 && (unsigned char)s[k - 2] == 0x96 &&
+                      (unsigned char)s[k - 1] == 0x81)) {
+                    if (model_word(t, sc, wa, k, o) != 0) goto nomem;
+                    wa = k;
+                }
+            }
         }
+        if (model_word(t, sc, wa, wb, o) != 0) goto nomem;
+    }
     free(r);
     return KED_OK;
+nomem:
+    free(r);
+    return ked_fail(err, KED_ERR_NOMEM, "tokenizer: out of memory");
 }
 
 static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }

@@ -145,6 +145,7 @@ struct ked_tokenizer {
     int has_merges;
     int byte_level;    // a ByteLevel pre-tokenizer: encode bytes through the byte-character map
     int byte_fallback, fuse_unk, ignore_merges, unk_id;
+    int split_meta;    // SentencePiece-style words may be cut before U+2581 (see tok_finish)
     int byte_id[256];  // id of "<0xNN>" (byte fallback) or, byte-level, of byte N's character
     tok_norm *norm; int n_norm;
     tok_pretok *pre; int n_pre;

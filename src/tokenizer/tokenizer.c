@@ -69,6 +69,24 @@ ked_status tok_finish(ked_tokenizer *t, const char *path, ked_error *err) {
             t->byte_id[b] = tok_strmap_get(&t->vocab, buf, 6);
         }
     }
+    if (t->kind == TOK_KIND_HF && !t->byte_level && !t->ignore_merges) {
+        // When no vocabulary string holds U+2581 after a different character (LLaMA, Mistral:
+        // "▁the", "▁▁▁", but never "a▁b"), no merge can join across such a U+2581, so a word can be
+        // cut before it without changing the ids -- and the pieces are short enough to cache.
+        // Tokenizers that merge across words (TinyStories-656K: "little▁girl▁") keep whole words.
+        t->split_meta = tok_strmap_get(&t->vocab, "\xe2\x96\x81", 3) >= 0; // else unknowns fuse across it
+        for (int i = 0; i < t->n_vocab && t->split_meta; i++) {
+            const unsigned char *p = (const unsigned char *)t->piece[i];
+            if (!p) continue;
+            for (size_t k = 1; k + 3 <= t->piece_len[i]; k++)
+                if (p[k] == 0xE2 && p[k + 1] == 0x96 && p[k + 2] == 0x81 &&
+                    !(k >= 3 && p[k - 3] == 0xE2 && p[k - 2] == 0x96 && p[k - 1] == 0x81)) {
+                    t->split_meta = 0;
+                    break;
+                }
+        }
+        if (t->split_meta && !t->cache && !(t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache))) goto nomem;
+    }
     return KED_OK;
 nomem:
     return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory building the vocabulary map", path);
