@@ -19,6 +19,7 @@ static const char *usage =
     "  --top-p P           nucleus sampling mass (default 1: off)\n"
     "  --seed S            RNG seed for sampling (default 0)\n"
     "  --threads N         threads (default: all cores)\n"
+    "  --keep-half         keep F16/BF16 weights 16-bit in memory (half the bytes; f32 compute)\n"
     "  --no-stop           keep going past an end-of-sequence token\n";
 
 typedef struct {
@@ -39,6 +40,7 @@ static void on_token(int id, void *user) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *v;
     ked_generate_opts o = ked_generate_defaults();
+    ked_load_opts lo = ked_load_defaults();
     long threads = 0, lv;
     double dv;
     for (int i = 1; i < argc; i++) {
@@ -63,6 +65,7 @@ int cmd_generate(int argc, char **argv) {
         } else if ((v = cli_opt_value(argc, argv, &i, "--threads"))) {
             if (!cli_parse_int(v, 1, 1024, &threads)) return cli_usage_error("generate", "bad --threads '%s'", v);
         } else if (!strcmp(argv[i], "--no-stop")) o.stop_at_eos = 0;
+        else if (!strcmp(argv[i], "--keep-half")) lo.keep_half = 1;
         else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_usage_error("generate", "unknown option '%s'", argv[i]);
         else if (!prompt) prompt = argv[i];
         else return cli_usage_error("generate", "one PROMPT only (quote it)");
@@ -76,7 +79,7 @@ int cmd_generate(int argc, char **argv) {
     ked_error err;
     ked_model *m = NULL;
     ked_tokenizer *tok = NULL;
-    if (ked_model_load(model_path, &m, &err)) return cli_report("generate", &err);
+    if (ked_model_load_ex(model_path, &lo, &m, &err)) return cli_report("generate", &err);
     if (cli_load_tokenizer("generate", model_path, tok_path, &tok)) { ked_model_free(m); return 1; }
     tm.load_s = ked_time_s_cli() - tm.t_start;
 
