@@ -57,7 +57,9 @@ static double encode_lines(ked_tokenizer *t, const char *text, size_t len, long 
 static void bench(const char *name, const char *path, const char *text, size_t len) {
     ked_tokenizer *t = NULL;
     ked_error err;
+    double t0 = now();
     if (ked_tokenizer_load(path, &t, &err) != KED_OK) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    printf("%s_load_ms: %.1f\n", name, (now() - t0) * 1e3);
     long tok = 0;
     double first = encode_lines(t, text, len, &tok);
     double best = first;

@@ -9,12 +9,15 @@
 
 static const char *usage =
     "usage: ked edit --model PATH --method M --prompt P --subject S --target T [options]\n"
+    "       ked edit --model EDITED_DIR [--log] [--revert N]... [--apply PATCH]... [--out DIR]\n"
     "\n"
     "Edits the model so that PROMPT (which contains SUBJECT) continues with TARGET, and prints\n"
     "the greedy answer and EasyEdit's rewrite accuracy (teacher-forced token accuracy) before\n"
-    "and after. The model files are not changed; --patch writes the edit as a patch file.\n"
+    "and after. The model files are not changed: --patch writes the edit as a patch file, --out\n"
+    "an edited model directory (merged weights + the base's record + the ordered patches), on\n"
+    "which later runs can edit further, --revert an edit exactly, or --log the list.\n"
     "\n"
-    "  --model PATH        Hugging Face directory or llama2.c checkpoint\n"
+    "  --model PATH        Hugging Face directory, llama2.c checkpoint, or an edited directory\n"
     "  --tokenizer PATH    tokenizer (default: the one beside the model)\n"
     "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l)\n"
     "  --hparams YAML      an EasyEdit hparams file (ROME, R-ROME, FT); default: values derived\n"
@@ -27,7 +30,11 @@ static const char *usage =
     "  --templates FILE    context templates, one per line, each with \"{}\" (default: sampled)\n"
     "  --seed S            seed of the sampled context templates (default 0)\n"
     "  --max-new N         tokens of the greedy answers (default 16)\n"
-    "  --patch FILE        write the patch (safetensors) to FILE\n"
+    "  --patch FILE        write the new edit's patch (safetensors) to FILE\n"
+    "  --apply FILE        apply a patch file first (repeatable, in order)\n"
+    "  --revert N          take patch N of the list out (repeatable; see --log)\n"
+    "  --log               print the list of patches (applied and reverted)\n"
+    "  --out DIR           write the edited model directory\n"
     "  --threads N         threads (default: all cores)\n";
 
 static void on_step(int step, float loss, void *user) {
@@ -72,7 +79,10 @@ static void show(const char *label, const char *prompt, const char *answer) {
 int cmd_edit(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *method = NULL, *hp_path = NULL, *v;
     const char *prompt = NULL, *subject = NULL, *target = NULL, *rephrase = NULL;
-    const char *patch_path = NULL, *tmpl_path = NULL;
+    const char *patch_path = NULL, *tmpl_path = NULL, *out_dir = NULL;
+    const char *apply[64];
+    long revert[64];
+    int n_apply = 0, n_revert = 0, log = 0;
     long threads = 0, layer = -1, max_new = 16, lv, seed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
@@ -86,6 +96,16 @@ int cmd_edit(int argc, char **argv) {
         else if ((v = cli_opt_value(argc, argv, &i, "--rephrase"))) rephrase = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--patch"))) patch_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--templates"))) tmpl_path = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--out"))) out_dir = v;
+        else if (!strcmp(argv[i], "--log")) log = 1;
+        else if ((v = cli_opt_value(argc, argv, &i, "--apply"))) {
+            if (n_apply == 64) return cli_usage_error("edit", "at most 64 --apply");
+            apply[n_apply++] = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--revert"))) {
+            if (n_revert == 64 || !cli_parse_int(v, 0, 1 << 20, &revert[n_revert]))
+                return cli_usage_error("edit", "bad --revert '%s'", v);
+            n_revert++;
+        }
         else if ((v = cli_opt_value(argc, argv, &i, "--layer"))) {
             if (!cli_parse_int(v, 0, 1 << 20, &layer)) return cli_usage_error("edit", "bad --layer '%s'", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--seed"))) {
@@ -97,10 +117,14 @@ int cmd_edit(int argc, char **argv) {
         } else return cli_usage_error("edit", "unknown argument '%s'", argv[i]);
     }
     if (!model_path) return cli_usage_error("edit", "--model PATH is required");
-    if (!method && !hp_path) return cli_usage_error("edit", "--method M is required (%s)", ked_edit_methods());
+    int editing = prompt || subject || target || method || hp_path;
+    if (!editing && !log && !n_revert && !n_apply && !out_dir)
+        return cli_usage_error("edit", "nothing to do: give --method and --prompt/--subject/--target, "
+                               "or --log, --revert, --apply, --out");
+    if (editing && !method && !hp_path) return cli_usage_error("edit", "--method M is required (%s)", ked_edit_methods());
     if (method && !ked_edit_method_known(method))
         return cli_usage_error("edit", "unknown method '%s' (known: %s)", method, ked_edit_methods());
-    if (!prompt || !subject || !target)
+    if (editing && (!prompt || !subject || !target))
         return cli_usage_error("edit", "--prompt, --subject and --target are required");
     if (threads) ked_set_threads((int)threads);
     (void)lv;
@@ -115,10 +139,39 @@ int cmd_edit(int argc, char **argv) {
     char **tmpl = NULL;
     int n_tmpl = 0, rc = 0;
     char *b_ans = NULL, *a_ans = NULL, *b_reph = NULL, *a_reph = NULL, *shown = NULL;
-    if (ked_model_load(model_path, &m, &err)) return cli_report("edit", &err);
-    if (cli_load_tokenizer("edit", model_path, tok_path, &tok)) { ked_model_free(m); return 1; }
+    if (ked_edit_dir_is(model_path)) { // base + recorded patches
+        if (ked_editor_open_dir(model_path, &m, &ed, &err)) return cli_report("edit", &err);
+    } else if (ked_model_load(model_path, &m, &err) || ked_editor_new(m, &ed, &err)) {
+        ked_model_free(m);
+        return cli_report("edit", &err);
+    }
+    if (cli_load_tokenizer("edit", model_path, tok_path, &tok)) { ked_editor_free(ed); ked_model_free(m); return 1; }
+    for (int i = 0; i < n_apply; i++) {
+        ked_patch *q = NULL;
+        if (ked_patch_load(m, apply[i], &q, &err) || ked_editor_apply(ed, q, NULL, &err)) {
+            rc = cli_report("edit", &err);
+            goto done;
+        }
+    }
+    for (int i = 0; i < n_revert; i++)
+        if (ked_editor_revert(ed, (int)revert[i], &err)) { rc = cli_report("edit", &err); goto done; }
     tm.load_s = ked_time_s_cli() - tm.t_start;
     double t0 = ked_time_s_cli();
+    if (log) {
+        printf("base     %s (hash %016llx)\n", ked_model_path(m), (unsigned long long)ked_editor_base_hash(ed));
+        for (int i = 0; i < ked_editor_n_patches(ed); i++) {
+            const ked_patch *q = ked_editor_patch(ed, i);
+            printf("%3d %-8s %-7s", i, ked_editor_is_active(ed, i) ? "applied" : "reverted",
+                   ked_patch_method(q));
+            for (int k = 0; k < ked_patch_n_entries(q); k++) {
+                int rank = 0;
+                const char *nm = ked_patch_entry(q, k, &rank);
+                printf(" %s%s", nm, rank ? "(low rank)" : "");
+            }
+            printf("  %s\n", ked_patch_note(q));
+        }
+    }
+    if (!editing) goto save;
 
     ked_hparams hp;
     if (hp_path ? ked_hparams_load(m, hp_path, method, &hp, &err)
@@ -198,8 +251,8 @@ int cmd_edit(int argc, char **argv) {
         }
         printf("\n");
     }
-    if (ked_editor_new(m, &ed, &err)) { rc = cli_report("edit", &err); goto done; }
-    ked_status ast = ked_editor_apply(ed, p, NULL, &err);
+    int new_id = -1;
+    ked_status ast = ked_editor_apply(ed, p, &new_id, &err);
     p = NULL; // the editor owns it, also on failure
     if (ast) { rc = cli_report("edit", &err); goto done; }
     a_ans = greedy(m, tok, shown, (int)max_new);
@@ -212,6 +265,14 @@ int cmd_edit(int argc, char **argv) {
     }
     printf("rewrite accuracy  %.3f -> %.3f\n", acc0, acc1);
     if (rephrase) printf("rephrase accuracy %.3f -> %.3f\n", racc0, racc1);
+    printf("patch id %d of %d in the list\n", new_id, ked_editor_n_patches(ed));
+save:
+    if (out_dir) {
+        if (ked_editor_save_dir(ed, out_dir, &err)) { rc = cli_report("edit", &err); goto done; }
+        int applied = 0;
+        for (int i = 0; i < ked_editor_n_patches(ed); i++) applied += ked_editor_is_active(ed, i);
+        printf("wrote    %s (%d patches, %d applied)\n", out_dir, ked_editor_n_patches(ed), applied);
+    }
     tm.compute_s = ked_time_s_cli() - t0;
 done:
     for (int i = 0; i < n_tmpl; i++) free(tmpl[i]);

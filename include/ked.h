@@ -336,6 +336,9 @@ const char *ked_patch_entry(const ked_patch *p, int i, int *rank);
 ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *path, ked_error *err);
 // ked_patch_load: read a file written by ked_patch_save, checking every tensor against m.
 ked_status ked_patch_load(const ked_model *m, const char *path, ked_patch **out, ked_error *err);
+// a one-line description of the edit ("prompt -> target"); "" when none. set_note copies it.
+const char *ked_patch_note(const ked_patch *p);
+ked_status ked_patch_set_note(ked_patch *p, const char *note, ked_error *err);
 
 typedef struct ked_editor ked_editor;
 // ked_editor_new: take charge of m's weights (m must outlive the editor; one editor per model).
@@ -351,6 +354,21 @@ ked_status ked_editor_reapply(ked_editor *e, int id, ked_error *err);  // put it
 int ked_editor_n_patches(const ked_editor *e);                         // applied or reverted
 int ked_editor_is_active(const ked_editor *e, int id);
 const ked_patch *ked_editor_patch(const ked_editor *e, int id);
+ked_model *ked_editor_model(const ked_editor *e);
+// ked_editor_base_hash: a 64-bit hash of the base weights (as loaded, whatever is applied)
+uint64_t ked_editor_base_hash(const ked_editor *e);
+
+// Edited model directories (docs/editing.md): model.safetensors holds the live weights (HF
+// names and layout, F32) beside config.json and the tokenizer files, so DIR loads as a model;
+// patches/ holds every patch of the list and edits.json the base (path, hash) and the list
+// (file, method, active, note). ked_editor_save_dir writes DIR (files atomically);
+// ked_editor_open_dir loads the base the record names, checks its hash and applies the active
+// patches in order (the weights are recomputed from the base, so revert stays bit-exact);
+// ked_edit_dir_is: 1 if path is such a directory.
+ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *err);
+ked_status ked_editor_open_dir(const char *dir, ked_model **model, ked_editor **editor,
+                               ked_error *err);
+int ked_edit_dir_is(const char *path);
 
 // A request as EasyEdit writes one (easyedit-reference.md §1.3). prompt contains subject
 // (or "{}" standing for it); target_new is the answer (a leading space is added when missing,

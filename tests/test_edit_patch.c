@@ -1,7 +1,8 @@
 // test_edit_patch.c: patches and the editor on models/stories260K: twenty sequential ROME edits
 // then rolling all back give the base weights bit for bit; reverting the tenth and re-applying
 // it gives the weights of before, bit for bit; a patch written to a file and read back is the
-// same patch; freeing the editor gives the model its loaded buffers back. Also: the v*
+// same patch; freeing the editor gives the model its loaded buffers back; an edited directory
+// loads as a plain model and, through its record, reverts bit-exactly. Also: the v*
 // optimisation with the layers below the edit cached equals the one recomputing them; EasyEdit
 // YAML files load (values, module templates) or fail with a message naming the file and field.
 #include "test.h"
@@ -195,6 +196,80 @@ static void test_hparams(void) {
     CHECK(ked_hparams_defaults(m, "memit", &hp, &err) == KED_ERR_ARG, "memit is not known yet");
 }
 
+// an edited directory: loads as a plain model with the live weights; reopened through its record
+// it recomputes them from the base, and reverting there gives the base bit for bit
+static void test_dir(void) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(m, "ft-m", &hp, &err), &err);
+    ked_request req = {0};
+    req.prompt = "Once upon a time, there was a little girl named";
+    req.subject = "little girl";
+    req.target_new = " Sue";
+    ked_editor *ed = NULL;
+    ked_patch *p = NULL, *q = NULL;
+    CHECK_OK(ked_editor_new(m, &ed, &err), &err);
+    float *base = snapshot();
+    CHECK_OK(ked_edit(m, tok, &hp, &req, NULL, &p, NULL, &err), &err);
+    if (!p) { ked_editor_free(ed); free(base); return; }
+    CHECK(strstr(ked_patch_note(p), "Sue") != NULL, "note '%s'", ked_patch_note(p));
+    CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
+    hp.layers[0] = 2;
+    req.target_new = " Tom";
+    CHECK_OK(ked_edit(m, tok, &hp, &req, NULL, &q, NULL, &err), &err);
+    if (q) CHECK_OK(ked_editor_apply(ed, q, NULL, &err), &err);
+    float *live = snapshot();
+    const char *dir = "build/tests/edit_dir";
+    CHECK_OK(ked_editor_save_dir(ed, dir, &err), &err);
+    CHECK(ked_edit_dir_is(dir), "%s is not an edited directory", dir);
+    ked_editor_free(ed);
+    // as a plain model
+    ked_model *saved = m, *plain = NULL;
+    CHECK_OK(ked_model_load(dir, &plain, &err), &err);
+    if (plain) {
+        m = plain;
+        float *got = snapshot();
+        CHECK(same(got, live), "the merged model.safetensors differs from the live weights");
+        free(got);
+        ked_model_free(plain);
+    }
+    // through the record
+    ked_model *bm = NULL;
+    ked_editor *e2 = NULL;
+    CHECK_OK(ked_editor_open_dir(dir, &bm, &e2, &err), &err);
+    if (bm && e2) {
+        m = bm;
+        float *got = snapshot();
+        CHECK(same(got, live), "reopened weights differ from the live weights");
+        CHECK(ked_editor_n_patches(e2) == 2 && !strcmp(ked_patch_method(ked_editor_patch(e2, 1)), "ft-m"),
+              "reopened list");
+        CHECK_OK(ked_editor_revert(e2, 0, &err), &err);
+        CHECK_OK(ked_editor_revert(e2, 1, &err), &err);
+        float *none = snapshot();
+        CHECK(same(none, base), "reverting in a reopened directory is not bit-exact");
+        free(got);
+        free(none);
+    }
+    ked_editor_free(e2);
+    ked_model_free(bm);
+    m = saved;
+    // a record whose base changed is refused
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_OK(ked_read_file("build/tests/edit_dir/edits.json", &text, &len, &err), &err);
+    char *h = text ? strstr(text, "fnv1a64:") : NULL;
+    if (h) {
+        h[8] = h[8] == '0' ? '1' : '0';
+        CHECK_OK(ked_write_file_atomic("build/tests/edit_dir/edits.json", text, len, &err), &err);
+        ked_status st = ked_editor_open_dir(dir, &bm, &e2, &err);
+        CHECK(st == KED_ERR_FORMAT && strstr(err.msg, "hash"), "changed base: %s", err.msg);
+        printf("  %s\n", err.msg);
+    }
+    free(text);
+    free(base);
+    free(live);
+}
+
 int main(void) {
     ked_set_threads(1);
     ked_error err;
@@ -207,6 +282,7 @@ int main(void) {
     test_hparams();
     test_vstar_cache();
     test_sequential();
+    test_dir();
     ked_tokenizer_free(tok);
     ked_model_free(m);
     return test_finish("test_edit_patch");

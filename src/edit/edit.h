@@ -27,6 +27,7 @@ struct ked_patch {
     patch_entry *e;
     int n;
     char **names;             // HF tensor name per entry (filled by patch_add)
+    char *note;               // what the edit was ("prompt -> target"), may be NULL
 };
 
 // patch_new: an empty patch of a method; patch_add_*: append an entry (copies the data).

@@ -28,7 +28,17 @@ void ked_patch_free(ked_patch *p) {
     }
     free(p->e);
     free(p->names);
+    free(p->note);
     free(p);
+}
+
+const char *ked_patch_note(const ked_patch *p) { return p->note ? p->note : ""; }
+ked_status ked_patch_set_note(ked_patch *p, const char *note, ked_error *err) {
+    char *n = strdup(note ? note : "");
+    if (!n) return ked_fail(err, KED_ERR_NOMEM, "out of memory");
+    free(p->note);
+    p->note = n;
+    return KED_OK;
 }
 
 const char *ked_patch_method(const ked_patch *p) { return p->method; }
@@ -228,6 +238,34 @@ void ked_editor_free(ked_editor *e) {
 }
 
 int ked_editor_n_patches(const ked_editor *e) { return e->n_p; }
+ked_model *ked_editor_model(const ked_editor *e) { return e->m; }
+
+// a 64-bit hash of the base weights (what the model was loaded as, whatever patches are applied):
+// every parameter slot in order, its shape and its floats as 64-bit words, FNV-1a style
+uint64_t ked_editor_base_hash(const ked_editor *e) {
+    const ked_model *m = e->m;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint64_t prime = 0x100000001b3ull;
+    for (int i = 0; i < m->n_params; i++) {
+        const ked_param *p = &m->params[i];
+        if (!p->w) continue;
+        const float *w = p->w;
+        for (int k = 0; k < e->n_t; k++)
+            if (model_param(m, e->t[k].layer, e->t[k].slot) == p) w = e->t[k].base;
+        h = (h ^ (uint64_t)i) * prime;
+        h = (h ^ (uint64_t)p->rows) * prime;
+        h = (h ^ (uint64_t)p->cols) * prime;
+        size_t n = (size_t)(p->rows * p->cols), k = 0;
+        for (; k + 2 <= n; k += 2) {
+            uint64_t word;
+            memcpy(&word, w + k, 8);
+            h = (h ^ word) * prime;
+            h ^= h >> 29;
+        }
+        if (k < n) { uint32_t x; memcpy(&x, w + k, 4); h = (h ^ x) * prime; }
+    }
+    return h;
+}
 int ked_editor_is_active(const ked_editor *e, int id) {
     return id >= 0 && id < e->n_p && e->active[id];
 }

@@ -1,7 +1,8 @@
 // patch_io.c: a patch as a safetensors file. Tensors: "<hf name>.delta" (dense) or "<hf name>.a"
 // and "<hf name>.b" (low rank: delta = a b^T), all F32 in ked's layout (out, in) — for GPT-2's
 // Conv1D tensors that is the transpose of the file layout. Metadata: format "ked-patch",
-// version "1", method, base (the model's path), tensors (the HF names, comma-separated, in order).
+// version "1", method, base (the model's path), tensors (the HF names, comma-separated, in order),
+// note (what the edit was).
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,9 +38,9 @@ ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *pa
             else { t[k].shape[0] = e->cols; t[k].shape[1] = e->rank; t[k].data = e->b; }
         }
     }
-    const char *keys[5] = {"format", "version", "method", "base", "tensors"};
-    const char *vals[5] = {"ked-patch", "1", p->method, ked_model_path(m), list};
-    st = st_write(path, t, nt, keys, vals, 5, err);
+    const char *keys[6] = {"format", "version", "method", "base", "tensors", "note"};
+    const char *vals[6] = {"ked-patch", "1", p->method, ked_model_path(m), list, ked_patch_note(p)};
+    st = st_write(path, t, nt, keys, vals, 6, err);
 done:
     for (int i = 0; names && i < nt; i++) free(names[i]);
     free(names);
@@ -106,6 +107,8 @@ ked_status ked_patch_load(const ked_model *m, const char *path, ked_patch **out,
         free(b);
         if (st) { ked_prefix_error(err, "%s", path); goto done; }
     }
+    const char *note = st_metadata(f, "note");
+    if (note && *note && (st = ked_patch_set_note(p, note, err))) goto done;
     *out = p;
     p = NULL;
 done:

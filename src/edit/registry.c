@@ -76,6 +76,16 @@ ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *h
         st = edit_rome_case(m, hp, &c, rrome, o, out, NULL, info, err);
     }
     edit_case_free(&c);
+    if (!st) { // the note: what the edit was
+        size_t n = strlen(req->prompt) + strlen(req->subject) + strlen(req->target_new) + 32;
+        char *note = malloc(n);
+        if (note) {
+            snprintf(note, n, "%s [%s] ->%s%s", req->prompt, req->subject,
+                     req->target_new[0] == ' ' ? "" : " ", req->target_new);
+            ked_patch_set_note(*out, note, NULL);
+            free(note);
+        }
+    }
     if (!st && info) info->seconds = ked_time_s() - t0;
     return st;
 }

@@ -13,7 +13,9 @@ ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, 
                                 ked_error *err);
 ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, size_t n,
                                 ked_error *err) {
-    if (tok_pairmap_init(&t->merges, 1024) != 0) return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
+    size_t lines = 1;
+    for (const char *q = data; (q = memchr(q, '\n', n - (size_t)(q - data))); q++) lines++;
+    if (tok_pairmap_init(&t->merges, lines) != 0) return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
     t->has_merges = 1;
     size_t pos = 0;
     int line = 0, rank = 0;
@@ -50,7 +52,12 @@ ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, 
 ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_tokenizer **out,
                          ked_error *err) {
     json_error_t je;
-    json_t *root = json_load_file(vocab_path, 0, &je);
+    char *text;
+    size_t tlen;
+    ked_status rst = ked_read_file(vocab_path, &text, &tlen, err); // one read: faster than json_load_file
+    if (rst != KED_OK) return rst;
+    json_t *root = json_loadb(text, tlen, 0, &je);
+    free(text);
     if (!root)
         return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: %s", vocab_path, je.line, je.text);
     if (!json_is_object(root)) {
