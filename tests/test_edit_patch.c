@@ -270,6 +270,38 @@ static void test_dir(void) {
     free(live);
 }
 
+// ROME on two layers: one rank-1 entry per layer, the second computed with the first in place,
+// and the model as it was afterwards
+static void test_two_layers(void) {
+    ked_error err;
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
+    hp.layers[0] = 2;
+    hp.layers[1] = 1; // given out of order: edited in increasing order
+    hp.n_layers = 2;
+    hp.v_num_grad_steps = 5;
+    const char *tmpl[2] = {"{}", "The dog ran. {}"};
+    ked_edit_opts o = ked_edit_defaults();
+    o.templates = tmpl;
+    o.n_templates = 2;
+    ked_request req = {0};
+    req.prompt = "Once upon a time, there was a little girl named";
+    req.subject = "little girl";
+    req.target_new = " Sue";
+    float *before = snapshot();
+    ked_patch *p = NULL;
+    ked_edit_info info;
+    CHECK_OK(ked_edit(m, tok, &hp, &req, &o, &p, &info, &err), &err);
+    float *after = snapshot();
+    CHECK(same(before, after), "a two-layer ROME edit left the model changed");
+    CHECK(p && p->n == 2 && p->e[0].layer == 1 && p->e[1].layer == 2 && p->e[0].rank == 1,
+          "two-layer ROME patch: %d entries", p ? p->n : -1);
+    CHECK(info.n_steps == 10 && info.layer == 1, "steps %d, layer %d", info.n_steps, info.layer);
+    ked_patch_free(p);
+    free(before);
+    free(after);
+}
+
 int main(void) {
     ked_set_threads(1);
     ked_error err;
@@ -281,6 +313,7 @@ int main(void) {
     test_subject_rule();
     test_hparams();
     test_vstar_cache();
+    test_two_layers();
     test_sequential();
     test_dir();
     ked_tokenizer_free(tok);
