@@ -26,7 +26,11 @@ static char *read_all(const char *path, size_t *len) {
     long n = ftell(f);
     rewind(f);
     char *b = malloc((size_t)n + 1);
-    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(b); return NULL; }
+    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(b);
+        return NULL;
+    }
     fclose(f);
     b[n] = 0;
     *len = (size_t)n;
@@ -58,7 +62,10 @@ static void bench(const char *name, const char *path, const char *text, size_t l
     ked_tokenizer *t = NULL;
     ked_error err;
     double t0 = now();
-    if (ked_tokenizer_load(path, &t, &err) != KED_OK) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    if (ked_tokenizer_load(path, &t, &err) != KED_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
     printf("%s_load_ms: %.1f\n", name, (now() - t0) * 1e3);
     long tok = 0;
     double first = encode_lines(t, text, len, &tok);
@@ -77,7 +84,10 @@ int main(int argc, char **argv) {
     const char *wt = argc > 1 ? argv[1] : "/work/shared/corpora/wikitext2_raw_test.txt";
     size_t len;
     char *text = read_all(wt, &len);
-    if (!text) { fprintf(stderr, "bench_tokenizer: cannot read %s (pass WikiText-2 as argument)\n", wt); return 1; }
+    if (!text) {
+        fprintf(stderr, "bench_tokenizer: cannot read %s (pass WikiText-2 as argument)\n", wt);
+        return 1;
+    }
     printf("wikitext_bytes: %zu\n", len);
     bench("gpt2_bpe", D "gpt2", text, len);
     bench("llama2_tokenizer_json", D "vicuna-llama/tokenizer.json", text, len);

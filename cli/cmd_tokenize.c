@@ -41,7 +41,10 @@ static char *read_stdin(size_t *len) {
         n += r;
         if (n == cap) {
             char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); return NULL; }
+            if (!nb) {
+                free(b);
+                return NULL;
+            }
             b = nb;
         }
     }
@@ -53,17 +56,21 @@ int cmd_tokenize(int argc, char **argv) {
     const char *tok_path = NULL, *model_path = NULL, *text = NULL, *v;
     int ids_only = 0, special = 1, decode = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        else if ((v = cli_opt_value(argc, argv, &i, "--tokenizer"))) tok_path = v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--tokenizer"))) tok_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--model"))) model_path = v;
         else if (!strcmp(argv[i], "--ids")) ids_only = 1;
         else if (!strcmp(argv[i], "--no-special")) special = 0;
         else if (!strcmp(argv[i], "--decode")) decode = 1;
-        else if (!text && (argv[i][0] != '-' || !strcmp(argv[i], "-") || argv[i][1] == 0)) text = argv[i];
+        else if (!text && (argv[i][0] != '-' || !strcmp(argv[i], "-") || argv[i][1] == 0))
+            text = argv[i];
         else if (!text && !strcmp(argv[i], "--") && i + 1 < argc) text = argv[++i];
         else return cli_usage_error("tokenize", "unknown argument '%s'", argv[i]);
     }
-    if (!tok_path && !model_path) return cli_usage_error("tokenize", "--tokenizer PATH or --model PATH is required");
+    if (!tok_path && !model_path)
+        return cli_usage_error("tokenize", "--tokenizer PATH or --model PATH is required");
     cli_timing tm;
     cli_timing_start(&tm);
     ked_tokenizer *t = NULL;
@@ -74,7 +81,11 @@ int cmd_tokenize(int argc, char **argv) {
     size_t len;
     if (!text || !strcmp(text, "-")) {
         owned = read_stdin(&len);
-        if (!owned) { ked_tokenizer_free(t); fprintf(stderr, "ked tokenize: cannot read standard input\n"); return 1; }
+        if (!owned) {
+            ked_tokenizer_free(t);
+            fprintf(stderr, "ked tokenize: cannot read standard input\n");
+            return 1;
+        }
         text = owned;
     } else {
         len = strlen(text);
@@ -107,7 +118,12 @@ int cmd_tokenize(int argc, char **argv) {
     if (decode) {
         char *out = NULL;
         if (ked_tokenizer_decode(t, ids, n, 1, &out, &err)) rc = cli_report("tokenize", &err);
-        else { printf("decoded: "); put_escaped(out, strlen(out)); printf("\n"); free(out); }
+        else {
+            printf("decoded: ");
+            put_escaped(out, strlen(out));
+            printf("\n");
+            free(out);
+        }
     }
     fprintf(stderr, "tokenizer: %s\n", ked_tokenizer_kind(t));
     cli_timing_print(&tm);

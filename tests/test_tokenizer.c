@@ -25,9 +25,13 @@ static int has_special_text_of(const char *s, int which) {
 #define has_special_text(s) has_special_text_of((s), skip_special_lines)
 
 // encode every corpus line and compare with the id file; returns the number equal
-static int compare(const char *name, ked_tokenizer *t, const char *ids_path, int skip_special_lines) {
+static int compare(const char *name, ked_tokenizer *t, const char *ids_path,
+                   int skip_special_lines) {
     tc_ids ref;
-    if (tc_load_ids(ids_path, &ref) != 0) { CHECK(0, "cannot read %s", ids_path); return 0; }
+    if (tc_load_ids(ids_path, &ref) != 0) {
+        CHECK(0, "cannot read %s", ids_path);
+        return 0;
+    }
     CHECK(ref.n == corpus.n, "%s: %d rows for %d strings", ids_path, ref.n, corpus.n);
     int equal = 0, compared = 0, shown = 0;
     ked_error err;
@@ -48,8 +52,10 @@ static int compare(const char *name, ked_tokenizer *t, const char *ids_path, int
         }
         // spans: inside the input, in order
         for (int k = 0; k < n; k++) {
-            if (sp[k].start > sp[k].end || sp[k].end > corpus.len[i] || (k && sp[k].start < sp[k - 1].start)) {
-                CHECK(0, "%s: line %d: bad span %d [%zu, %zu)", name, i + 1, k, sp[k].start, sp[k].end);
+            if (sp[k].start > sp[k].end || sp[k].end > corpus.len[i] ||
+                (k && sp[k].start < sp[k - 1].start)) {
+                CHECK(0, "%s: line %d: bad span %d [%zu, %zu)", name, i + 1, k, sp[k].start,
+                      sp[k].end);
                 break;
             }
         }
@@ -66,15 +72,17 @@ static ked_tokenizer *load(const char *path) {
     ked_tokenizer *t = NULL;
     ked_error err;
     CHECK_OK(ked_tokenizer_load(path, &t, &err), &err);
-    if (t) printf("%-40s %s, %d ids, bos %d, eos %d\n", path, ked_tokenizer_kind(t),
-                  ked_tokenizer_vocab_size(t), ked_tokenizer_bos(t), ked_tokenizer_eos(t));
+    if (t)
+        printf("%-40s %s, %d ids, bos %d, eos %d\n", path, ked_tokenizer_kind(t),
+               ked_tokenizer_vocab_size(t), ked_tokenizer_bos(t), ked_tokenizer_eos(t));
     return t;
 }
 
 static int utf8_valid(const char *s, size_t n) {
     utf8proc_int32_t cp;
     for (size_t i = 0; i < n;) {
-        utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t l =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
         if (l <= 0) return 0;
         i += (size_t)l;
     }
@@ -82,14 +90,16 @@ static int utf8_valid(const char *s, size_t n) {
 }
 
 // decode(encode(s)) == want(s) for every corpus line (and the streaming decoder agrees)
-static void round_trip(const char *name, ked_tokenizer *t, tc_corpus *c, int nfc, int skip_special_lines,
-                       int tiles) {
+static void round_trip(const char *name, ked_tokenizer *t, tc_corpus *c, int nfc,
+                       int skip_special_lines, int tiles) {
     ked_error err;
     int ok = 0, total = 0, stream_ok = 0, tiled = 0;
     for (int i = 0; i < c->n; i++) {
         if (skip_special_lines && has_special_text(c->s[i])) continue;
-        if (skip_special_lines == 1 && strstr(c->s[i], "\xe2\x96\x81")) continue; // U+2581 decodes as a space
-        int has_nul = memchr(c->s[i], 0, c->len[i]) != NULL; // C strings: NFC and streaming stop there
+        if (skip_special_lines == 1 && strstr(c->s[i], "\xe2\x96\x81"))
+            continue; // U+2581 decodes as a space
+        int has_nul =
+            memchr(c->s[i], 0, c->len[i]) != NULL; // C strings: NFC and streaming stop there
         int *ids = NULL, n = 0;
         ked_span *sp = NULL;
         if (ked_tokenizer_encode(t, c->s[i], c->len[i], 1, &ids, &sp, &n, &err) != KED_OK) {
@@ -105,18 +115,25 @@ static void round_trip(const char *name, ked_tokenizer *t, tc_corpus *c, int nfc
         char *norm = NULL;
         if (nfc && wl && !has_nul) {
             norm = (char *)utf8proc_NFC((const utf8proc_uint8_t *)c->s[i]);
-            if (norm) { want = norm; wl = strlen(norm); }
+            if (norm) {
+                want = norm;
+                wl = strlen(norm);
+            }
         }
         if (text && tl == wl && memcmp(text, want, wl) == 0) ok++;
         else if (total - ok <= 3)
-            fprintf(stderr, "  %s round trip: line %d: \"%.60s\" -> \"%.60s\"\n", name, i + 1, c->s[i], text ? text : "");
+            fprintf(stderr, "  %s round trip: line %d: \"%.60s\" -> \"%.60s\"\n", name, i + 1,
+                    c->s[i], text ? text : "");
         // spans cover the input without gaps, in order (a prepended U+2581 shares the span of
         // the character it was prepended to, so neighbours may overlap there)
         if (tiles) {
             size_t pos = 0;
             int good = 1;
             for (int k = 0; k < n; k++) {
-                if (sp[k].start > pos || (k && sp[k].start < sp[k - 1].start)) { good = 0; break; }
+                if (sp[k].start > pos || (k && sp[k].start < sp[k - 1].start)) {
+                    good = 0;
+                    break;
+                }
                 if (sp[k].end > pos) pos = sp[k].end;
             }
             if (good && pos == c->len[i]) tiled++;
@@ -131,17 +148,24 @@ static void round_trip(const char *name, ked_tokenizer *t, tc_corpus *c, int nfc
         int valid = 1;
         for (int k = 0; k <= n && d; k++) {
             char *piece = NULL;
-            ked_status st = k < n ? ked_detok_push(d, ids[k], &piece, &err) : ked_detok_flush(d, &piece, &err);
+            ked_status st =
+                k < n ? ked_detok_push(d, ids[k], &piece, &err) : ked_detok_flush(d, &piece, &err);
             CHECK(st == KED_OK, "%s", err.msg);
             if (!piece) break;
             size_t pl = strlen(piece);
             if (!utf8_valid(piece, pl)) valid = 0;
-            if (al + pl < tl * 3 + 16) { memcpy(acc + al, piece, pl); al += pl; }
+            if (al + pl < tl * 3 + 16) {
+                memcpy(acc + al, piece, pl);
+                al += pl;
+            }
             free(piece);
         }
-        if (has_nul || (valid && (!utf8_valid(text, tl) || (al == tl && memcmp(acc, text, tl) == 0)))) stream_ok++;
+        if (has_nul ||
+            (valid && (!utf8_valid(text, tl) || (al == tl && memcmp(acc, text, tl) == 0))))
+            stream_ok++;
         else if (total - stream_ok <= 3)
-            fprintf(stderr, "  %s stream: line %d: \"%.60s\" -> \"%.60s\"\n", name, i + 1, c->s[i], acc);
+            fprintf(stderr, "  %s stream: line %d: \"%.60s\" -> \"%.60s\"\n", name, i + 1, c->s[i],
+                    acc);
         ked_detok_free(d);
         free(acc);
         free(norm);
@@ -163,7 +187,8 @@ static void check_bos(ked_tokenizer *t, const char *name, int want_first, int wa
     CHECK_OK(ked_tokenizer_encode(t, "Hello world", 11, 1, &a, NULL, &na, &err), &err);
     CHECK_OK(ked_tokenizer_encode(t, "Hello world", 11, 0, &b, NULL, &nb, &err), &err);
     CHECK(na == nb + want_n_extra, "%s: %d ids with specials, %d without", name, na, nb);
-    if (want_first >= 0 && na > 0) CHECK(a[0] == want_first, "%s: first id %d, want %d", name, a[0], want_first);
+    if (want_first >= 0 && na > 0)
+        CHECK(a[0] == want_first, "%s: first id %d, want %d", name, a[0], want_first);
     free(a);
     free(b);
 }
@@ -179,7 +204,8 @@ static void story(ked_tokenizer *t) {
     CHECK(n > 10 && ids[0] == 1, "story: BOS first (n %d)", n);
     char *text = NULL;
     CHECK_OK(ked_tokenizer_decode(t, ids, n, 1, &text, &err), &err);
-    CHECK(text && strcmp(text, s) == 0, "stories260K story does not round-trip: \"%.80s\"", text ? text : "");
+    CHECK(text && strcmp(text, s) == 0, "stories260K story does not round-trip: \"%.80s\"",
+          text ? text : "");
     // run.c-style: decode token by token after BOS (BOS kept: its following space is stripped)
     char *text2 = NULL;
     CHECK_OK(ked_tokenizer_decode(t, ids + 1, n - 1, 0, &text2, &err), &err);
@@ -201,8 +227,10 @@ static void offsets_example(ked_tokenizer *t, const char *name) {
     CHECK_OK(ked_tokenizer_encode(t, p, strlen(p), 1, &ids, &sp, &n, &err), &err);
     int last = -1;
     size_t subj_last = 15 + 6 - 1; // "France" is bytes [15, 21)
-    for (int k = 0; k < n; k++) if (sp[k].start <= subj_last && sp[k].end > sp[k].start) last = k;
-    CHECK(last >= 0 && sp[last].end == 21, "%s: subject's last token ends at %zu", name, last >= 0 ? sp[last].end : 0);
+    for (int k = 0; k < n; k++)
+        if (sp[k].start <= subj_last && sp[k].end > sp[k].start) last = k;
+    CHECK(last >= 0 && sp[last].end == 21, "%s: subject's last token ends at %zu", name,
+          last >= 0 ? sp[last].end : 0);
     free(ids);
     free(sp);
 }
@@ -218,7 +246,8 @@ static ked_tokenizer *metaspace_variant(void) {
     json_object_set_new(root, "normalizer", json_null());
     json_object_set_new(root, "pre_tokenizer",
                         json_pack("{s:s, s:s, s:b, s:s, s:b}", "type", "Metaspace", "replacement",
-                                  "\xe2\x96\x81", "add_prefix_space", 1, "prepend_scheme", "first", "split", 0));
+                                  "\xe2\x96\x81", "add_prefix_space", 1, "prepend_scheme", "first",
+                                  "split", 0));
     char dir[] = "/tmp/ked_tok_metaXXXXXX";
     ked_tokenizer *t = NULL;
     if (mkdtemp(dir)) {
@@ -234,7 +263,10 @@ static ked_tokenizer *metaspace_variant(void) {
 }
 
 int main(void) {
-    if (tc_load_corpus(D "corpus.txt", &corpus) != 0) { CHECK(0, "corpus"); return test_finish("test_tokenizer"); }
+    if (tc_load_corpus(D "corpus.txt", &corpus) != 0) {
+        CHECK(0, "corpus");
+        return test_finish("test_tokenizer");
+    }
     tc_corpus invalid;
     CHECK(tc_load_corpus(D "invalid.txt", &invalid) == 0, "invalid.txt");
     CHECK(corpus.n >= 2000, "corpus of %d strings", corpus.n);

@@ -21,12 +21,19 @@ typedef struct {
 
 static inline char *tc_read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "cannot open %s\n", path); return NULL; }
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return NULL;
+    }
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     rewind(f);
     char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(b); return NULL; }
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(b);
+        return NULL;
+    }
     fclose(f);
     b[n] = 0;
     if (len) *len = (size_t)n;
@@ -53,11 +60,31 @@ static inline int tc_load_corpus(const char *path, tc_corpus *c) {
         for (size_t k = i; k < e; k++) {
             if (b[k] == '\\' && k + 1 < e) {
                 char x = b[k + 1];
-                if (x == 'n') { o[ol++] = '\n'; k++; continue; }
-                if (x == 'r') { o[ol++] = '\r'; k++; continue; }
-                if (x == 't') { o[ol++] = '\t'; k++; continue; }
-                if (x == '\\') { o[ol++] = '\\'; k++; continue; }
-                if (x == 'x' && k + 3 < e) { o[ol++] = (char)(tc_hex(b[k + 2]) * 16 + tc_hex(b[k + 3])); k += 3; continue; }
+                if (x == 'n') {
+                    o[ol++] = '\n';
+                    k++;
+                    continue;
+                }
+                if (x == 'r') {
+                    o[ol++] = '\r';
+                    k++;
+                    continue;
+                }
+                if (x == 't') {
+                    o[ol++] = '\t';
+                    k++;
+                    continue;
+                }
+                if (x == '\\') {
+                    o[ol++] = '\\';
+                    k++;
+                    continue;
+                }
+                if (x == 'x' && k + 3 < e) {
+                    o[ol++] = (char)(tc_hex(b[k + 2]) * 16 + tc_hex(b[k + 3]));
+                    k += 3;
+                    continue;
+                }
             }
             o[ol++] = b[k];
         }

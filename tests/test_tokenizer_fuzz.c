@@ -11,29 +11,53 @@
 
 #define D "tests/data/tokenizer/"
 
-static const char *frags[] = {"<s>", "</s>", "<unk>", "<|endoftext|>", "<|start_story|>", "\xe2\x96\x81", "'s",
-                              "'ll", " ", "  ", "\n", "\r\n", "\t", "e\xcc\x81", "\xef\xac\x81", "<0x41>",
-                              "\xf0\x9f\x98\x80", "\xe6\x97\xa5", "123", "Hello", " world", "\xc3\xa9"};
+static const char *frags[] = {"<s>",
+                              "</s>",
+                              "<unk>",
+                              "<|endoftext|>",
+                              "<|start_story|>",
+                              "\xe2\x96\x81",
+                              "'s",
+                              "'ll",
+                              " ",
+                              "  ",
+                              "\n",
+                              "\r\n",
+                              "\t",
+                              "e\xcc\x81",
+                              "\xef\xac\x81",
+                              "<0x41>",
+                              "\xf0\x9f\x98\x80",
+                              "\xe6\x97\xa5",
+                              "123",
+                              "Hello",
+                              " world",
+                              "\xc3\xa9"};
 
 static size_t random_text(ked_rng *r, char *buf, size_t cap) {
     size_t n = 0, want = ked_rng_u64(r) % (cap / 8);
     while (n < want) {
         int kind = (int)(ked_rng_u64(r) % 5);
-        if (kind == 0) buf[n++] = (char)(ked_rng_u64(r) & 0xFF);           // any byte
-        else if (kind == 1) buf[n++] = (char)(32 + ked_rng_u64(r) % 95);   // ASCII
-        else if (kind == 2) {                                              // a valid code point
+        if (kind == 0) buf[n++] = (char)(ked_rng_u64(r) & 0xFF); // any byte
+        else if (kind == 1) buf[n++] = (char)(32 + ked_rng_u64(r) % 95); // ASCII
+        else if (kind == 2) { // a valid code point
             uint32_t cp = (uint32_t)(ked_rng_u64(r) % 0x10FFFF);
             if (cp >= 0xD800 && cp < 0xE000) cp = 0x41;
             if (cp < 0x80) buf[n++] = (char)cp;
-            else if (cp < 0x800) { buf[n++] = (char)(0xC0 | cp >> 6); buf[n++] = (char)(0x80 | (cp & 63)); }
-            else if (cp < 0x10000) {
-                buf[n++] = (char)(0xE0 | cp >> 12); buf[n++] = (char)(0x80 | ((cp >> 6) & 63));
+            else if (cp < 0x800) {
+                buf[n++] = (char)(0xC0 | cp >> 6);
+                buf[n++] = (char)(0x80 | (cp & 63));
+            } else if (cp < 0x10000) {
+                buf[n++] = (char)(0xE0 | cp >> 12);
+                buf[n++] = (char)(0x80 | ((cp >> 6) & 63));
                 buf[n++] = (char)(0x80 | (cp & 63));
             } else {
-                buf[n++] = (char)(0xF0 | cp >> 18); buf[n++] = (char)(0x80 | ((cp >> 12) & 63));
-                buf[n++] = (char)(0x80 | ((cp >> 6) & 63)); buf[n++] = (char)(0x80 | (cp & 63));
+                buf[n++] = (char)(0xF0 | cp >> 18);
+                buf[n++] = (char)(0x80 | ((cp >> 12) & 63));
+                buf[n++] = (char)(0x80 | ((cp >> 6) & 63));
+                buf[n++] = (char)(0x80 | (cp & 63));
             }
-        } else {                                                           // a tricky fragment
+        } else { // a tricky fragment
             const char *f = frags[ked_rng_u64(r) % (sizeof frags / sizeof *frags)];
             size_t l = strlen(f);
             memcpy(buf + n, f, l);
@@ -48,7 +72,8 @@ static int valid_utf8(const char *s) {
     while (*u) {
         int l = *u < 0x80 ? 1 : *u < 0xC2 ? 0 : *u < 0xE0 ? 2 : *u < 0xF0 ? 3 : *u < 0xF5 ? 4 : 0;
         if (!l) return 0;
-        for (int k = 1; k < l; k++) if ((u[k] & 0xC0) != 0x80) return 0;
+        for (int k = 1; k < l; k++)
+            if ((u[k] & 0xC0) != 0x80) return 0;
         u += l;
     }
     return 1;
@@ -73,8 +98,10 @@ static void fuzz_encode(const char *path, int byte_level, int iters, uint64_t se
             continue;
         }
         for (int k = 0; k < nid; k++) {
-            if (ids[k] < 0 || ids[k] >= ked_tokenizer_vocab_size(t) || sp[k].start > sp[k].end || sp[k].end > n) {
-                CHECK(0, "%s: token %d: id %d span [%zu, %zu) of %zu", path, k, ids[k], sp[k].start, sp[k].end, n);
+            if (ids[k] < 0 || ids[k] >= ked_tokenizer_vocab_size(t) || sp[k].start > sp[k].end ||
+                sp[k].end > n) {
+                CHECK(0, "%s: token %d: id %d span [%zu, %zu) of %zu", path, k, ids[k], sp[k].start,
+                      sp[k].end, n);
                 break;
             }
         }
@@ -89,7 +116,8 @@ static void fuzz_encode(const char *path, int byte_level, int iters, uint64_t se
         CHECK_OK(ked_detok_new(t, &d, &err), &err);
         for (int k = 0; k <= nid && d; k++) {
             char *piece = NULL;
-            ked_status st = k < nid ? ked_detok_push(d, ids[k], &piece, &err) : ked_detok_flush(d, &piece, &err);
+            ked_status st = k < nid ? ked_detok_push(d, ids[k], &piece, &err)
+                                    : ked_detok_flush(d, &piece, &err);
             CHECK(st == KED_OK && piece && valid_utf8(piece), "%s: streaming piece", path);
             free(piece);
         }
@@ -112,9 +140,16 @@ static void fuzz_loader(const char *src, const char *name, int iters, uint64_t s
     size_t n;
     char *orig;
     ked_error err;
-    if (ked_read_file(src, &orig, &n, &err) != KED_OK) { CHECK(0, "%s", err.msg); return; }
+    if (ked_read_file(src, &orig, &n, &err) != KED_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
     char dir[] = "/tmp/ked_tok_fuzzXXXXXX";
-    if (!mkdtemp(dir)) { free(orig); CHECK(0, "mkdtemp"); return; }
+    if (!mkdtemp(dir)) {
+        free(orig);
+        CHECK(0, "mkdtemp");
+        return;
+    }
     char *path = ked_path_join(dir, name);
     char *buf = malloc(n + 1);
     ked_rng r;
@@ -124,14 +159,18 @@ static void fuzz_loader(const char *src, const char *name, int iters, uint64_t s
         memcpy(buf, orig, n);
         size_t len = n;
         int kind = (int)(ked_rng_u64(&r) % 3);
-        if (kind == 0) len = ked_rng_u64(&r) % n;                            // truncated
+        if (kind == 0) len = ked_rng_u64(&r) % n; // truncated
         int flips = kind == 1 ? 1 + (int)(ked_rng_u64(&r) % 8) : 1;
-        for (int f = 0; f < flips && len; f++) {                             // bytes changed
+        for (int f = 0; f < flips && len; f++) { // bytes changed
             size_t at = ked_rng_u64(&r) % len;
             const char *pick = "{}[]\",:0123456789-. tfnabx\\";
-            buf[at] = kind == 2 ? pick[ked_rng_u64(&r) % strlen(pick)] : (char)(ked_rng_u64(&r) & 0xFF);
+            buf[at] =
+                kind == 2 ? pick[ked_rng_u64(&r) % strlen(pick)] : (char)(ked_rng_u64(&r) & 0xFF);
         }
-        if (ked_write_file_atomic(path, buf, len, &err) != KED_OK) { CHECK(0, "%s", err.msg); break; }
+        if (ked_write_file_atomic(path, buf, len, &err) != KED_OK) {
+            CHECK(0, "%s", err.msg);
+            break;
+        }
         ked_tokenizer *t = NULL;
         if (ked_tokenizer_load(path, &t, &err) == KED_OK) {
             loaded++;
@@ -149,7 +188,8 @@ static void fuzz_loader(const char *src, const char *name, int iters, uint64_t s
             CHECK(t == NULL && err.msg[0], "%s: failure without a message", name);
         }
     }
-    printf("%-50s %d mutated files: %d loaded, %d rejected with a message\n", name, iters, loaded, iters - loaded);
+    printf("%-50s %d mutated files: %d loaded, %d rejected with a message\n", name, iters, loaded,
+           iters - loaded);
     remove(path);
     rmdir(dir);
     free(path);
@@ -208,10 +248,17 @@ static void threads(const char *path) {
         pthread_create(&th[k], NULL, encode_all, &jobs[k]);
     }
     int bad = 0;
-    for (int k = 0; k < N_THREADS; k++) { pthread_join(th[k], NULL); bad += jobs[k].bad; }
-    printf("%-50s %d threads x %d strings: %d differ from one thread\n", path, N_THREADS, N_STR, bad);
+    for (int k = 0; k < N_THREADS; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].bad;
+    }
+    printf("%-50s %d threads x %d strings: %d differ from one thread\n", path, N_THREADS, N_STR,
+           bad);
     CHECK(bad == 0, "%s: %d encodings differ under threads", path, bad);
-    for (int i = 0; i < N_STR; i++) { free(s[i]); free(ids[i]); }
+    for (int i = 0; i < N_STR; i++) {
+        free(s[i]);
+        free(ids[i]);
+    }
     ked_tokenizer_free(t);
 }
 
@@ -222,7 +269,11 @@ static void split_meta_same(const char *path, uint64_t seed) {
     ked_error err;
     CHECK_OK(ked_tokenizer_load(path, &a, &err), &err);
     CHECK_OK(ked_tokenizer_load(path, &b, &err), &err);
-    if (!a || !b) { ked_tokenizer_free(a); ked_tokenizer_free(b); return; }
+    if (!a || !b) {
+        ked_tokenizer_free(a);
+        ked_tokenizer_free(b);
+        return;
+    }
     CHECK(a->split_meta == 1, "%s: expected the U+2581 cut to be on", path);
     b->split_meta = 0;
     ked_rng r;
@@ -231,7 +282,8 @@ static void split_meta_same(const char *path, uint64_t seed) {
     int same = 0, total = 600;
     for (int i = 0; i < total; i++) {
         size_t n = random_text(&r, buf, sizeof buf - 8);
-        for (size_t k = 0; k < n; k++) if (ked_rng_u64(&r) % 4 == 0 && (unsigned char)buf[k] < 0x80) buf[k] = ' ';
+        for (size_t k = 0; k < n; k++)
+            if (ked_rng_u64(&r) % 4 == 0 && (unsigned char)buf[k] < 0x80) buf[k] = ' ';
         int *x = NULL, *y = NULL, nx = 0, ny = 0;
         CHECK_OK(ked_tokenizer_encode(a, buf, n, 1, &x, NULL, &nx, &err), &err);
         CHECK_OK(ked_tokenizer_encode(b, buf, n, 1, &y, NULL, &ny, &err), &err);

@@ -31,8 +31,10 @@ static void split_case(int behavior, int invert, const char *text, const char *w
     char got[256] = "";
     size_t gl = 0;
     for (size_t k = 0; k < n; k++)
-        gl += (size_t)snprintf(got + gl, sizeof got - gl, "%s%.*s", k ? "|" : "", (int)(r[k].end - r[k].start), ns.s + r[k].start);
-    CHECK(!strcmp(got, want), "behavior %d invert %d: got %s, want %s", behavior, invert, got, want);
+        gl += (size_t)snprintf(got + gl, sizeof got - gl, "%s%.*s", k ? "|" : "",
+                               (int)(r[k].end - r[k].start), ns.s + r[k].start);
+    CHECK(!strcmp(got, want), "behavior %d invert %d: got %s, want %s", behavior, invert, got,
+          want);
     free(r);
     tok_nstr_free(&ns);
     pcre2_match_data_free(md);
@@ -47,11 +49,15 @@ static ked_tokenizer *tiny(const char *name, const char *pre, const char *post, 
     mkdir(sub, 0700);
     snprintf(path, sizeof path, "%s/tokenizer.json", sub);
     FILE *f = fopen(path, "w");
-    fprintf(f, "{\"added_tokens\":%s,\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":%s,"
-               "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"always\"},"
-               "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"vocab\":{\"<unk>\":0,\"<s>\":1,\"</s>\":2,"
-               "\"a\":3,\"b\":4,\"c\":5,\"\\u2581\":6,\"\\u2581a\":7,\"\\u2581b\":8,\"ab\":9,\"<mask>\":10},"
-               "\"merges\":[\"\\u2581 a\",\"\\u2581 b\",\"a b\"]}}",
+    fprintf(f,
+            "{\"added_tokens\":%s,\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":%s,"
+            "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
+            "\"always\"},"
+            "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"vocab\":{\"<unk>\":0,\"<s>\":1,"
+            "\"</s>\":2,"
+            "\"a\":3,\"b\":4,\"c\":5,\"\\u2581\":6,\"\\u2581a\":7,\"\\u2581b\":8,\"ab\":9,\"<mask>"
+            "\":10},"
+            "\"merges\":[\"\\u2581 a\",\"\\u2581 b\",\"a b\"]}}",
             added ? added : "[]", pre ? pre : "null", post ? post : "null");
     fclose(f);
     if (config) {
@@ -66,7 +72,8 @@ static ked_tokenizer *tiny(const char *name, const char *pre, const char *post, 
     return t;
 }
 
-static void expect(ked_tokenizer *t, const char *what, const char *text, int add_special, const int *want, int nw) {
+static void expect(ked_tokenizer *t, const char *what, const char *text, int add_special,
+                   const int *want, int nw) {
     if (!t) return;
     ked_error err;
     int *ids = NULL, n = 0;
@@ -93,15 +100,22 @@ int main(void) {
     split_case(TOK_B_NEXT, 0, s, "the|-final|-|-countdown");
     split_case(TOK_B_CONTIGUOUS, 0, s, "the|-|final|--|countdown");
     split_case(TOK_B_REMOVED, 1, s, "-|-|-");
-    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return test_finish("test_tokenizer_pipeline"); }
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp");
+        return test_finish("test_tokenizer_pipeline");
+    }
 
     // Metaspace: always / first / never, split on U+2581
-    const char *ms_always = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"always\",\"split\":true}";
-    const char *ms_never = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"never\",\"split\":false}";
-    const char *ms_first = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\",\"split\":true}";
+    const char *ms_always = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_"
+                            "scheme\":\"always\",\"split\":true}";
+    const char *ms_never = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
+                           "\"never\",\"split\":false}";
+    const char *ms_first = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
+                           "\"first\",\"split\":true}";
     ked_tokenizer *t = tiny("always", ms_always, NULL, NULL, NULL);
-    expect(t, "metaspace always", "ab b", 0, (int[]){7, 4, 8}, 3);   // ▁a b ▁b (split: "▁ab" never merges to one)
-    expect(t, "metaspace always", " a", 0, (int[]){7}, 1);           // a leading space is the U+2581
+    expect(t, "metaspace always", "ab b", 0, (int[]){7, 4, 8},
+           3); // ▁a b ▁b (split: "▁ab" never merges to one)
+    expect(t, "metaspace always", " a", 0, (int[]){7}, 1); // a leading space is the U+2581
     char *text = NULL;
     ked_error err;
     if (t) {
@@ -111,18 +125,22 @@ int main(void) {
     }
     ked_tokenizer_free(t);
     t = tiny("never", ms_never, NULL, NULL, NULL);
-    expect(t, "metaspace never", "ab b", 0, (int[]){9, 8}, 2);       // ab ▁b
+    expect(t, "metaspace never", "ab b", 0, (int[]){9, 8}, 2); // ab ▁b
     ked_tokenizer_free(t);
     // first: prepended only to the stretch at the start of the text, not after an added token
-    t = tiny("first", ms_first, NULL, "[{\"id\":10,\"content\":\"<mask>\",\"special\":true}]", NULL);
+    t = tiny("first", ms_first, NULL, "[{\"id\":10,\"content\":\"<mask>\",\"special\":true}]",
+             NULL);
     expect(t, "metaspace first", "a<mask>a", 0, (int[]){7, 10, 3}, 3);
     ked_tokenizer_free(t);
 
     // BOS and EOS from TemplateProcessing; then tokenizer_config.json overrides it
-    const char *tp = "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
-                     "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
-                     "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1],\"tokens\":[\"<s>\"]},"
-                     "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}}";
+    const char *tp =
+        "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_"
+        "id\":0}},"
+        "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</"
+        "s>\",\"type_id\":0}}],"
+        "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1],\"tokens\":[\"<s>\"]},"
+        "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}}";
     t = tiny("template", ms_always, tp, NULL, NULL);
     expect(t, "template bos+eos", "a", 1, (int[]){1, 7, 2}, 3);
     expect(t, "template, no special", "a", 0, (int[]){7}, 1);
@@ -136,14 +154,20 @@ int main(void) {
         free(sp);
     }
     ked_tokenizer_free(t);
-    t = tiny("config", ms_always, tp, NULL, "{\"add_bos_token\": false, \"add_eos_token\": true, \"eos_token\": {\"content\": \"</s>\"}}");
+    t = tiny("config", ms_always, tp, NULL,
+             "{\"add_bos_token\": false, \"add_eos_token\": true, \"eos_token\": {\"content\": "
+             "\"</s>\"}}");
     expect(t, "config eos only", "a", 1, (int[]){7, 2}, 2);
-    if (t) CHECK(ked_tokenizer_bos(t) == 1 && ked_tokenizer_eos(t) == 2, "bos %d eos %d", ked_tokenizer_bos(t), ked_tokenizer_eos(t));
+    if (t)
+        CHECK(ked_tokenizer_bos(t) == 1 && ked_tokenizer_eos(t) == 2, "bos %d eos %d",
+              ked_tokenizer_bos(t), ked_tokenizer_eos(t));
     ked_tokenizer_free(t);
 
     // added tokens with lstrip / rstrip eat the spaces beside them
-    t = tiny("strip", ms_never, NULL,
-             "[{\"id\":10,\"content\":\"<mask>\",\"special\":true,\"lstrip\":true,\"rstrip\":true}]", NULL);
+    t = tiny(
+        "strip", ms_never, NULL,
+        "[{\"id\":10,\"content\":\"<mask>\",\"special\":true,\"lstrip\":true,\"rstrip\":true}]",
+        NULL);
     expect(t, "lstrip/rstrip", "a <mask> b", 0, (int[]){3, 10, 4}, 3);
     expect(t, "no strip needed", "a<mask>b", 0, (int[]){3, 10, 4}, 3);
     ked_tokenizer_free(t);

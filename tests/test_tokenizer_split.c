@@ -39,10 +39,12 @@ static void check_pattern(const char *name, const char *pattern, tc_corpus *c) {
         size_t gl = 0;
         got[0] = 0;
         for (size_t k = 0; k < nr && gl + 40 < sizeof got; k++)
-            gl += (size_t)snprintf(got + gl, sizeof got - gl, k ? " %zu:%zu" : "%zu:%zu", r[k].start, r[k].end);
+            gl += (size_t)snprintf(got + gl, sizeof got - gl, k ? " %zu:%zu" : "%zu:%zu",
+                                   r[k].start, r[k].end);
         if (!strcmp(got, line)) equal++;
         else if (shown++ < 3)
-            fprintf(stderr, "  %s: line %d: \"%.60s\"\n    ked: %.200s\n    ref: %.200s\n", name, i + 1, c->s[i], got, line);
+            fprintf(stderr, "  %s: line %d: \"%.60s\"\n    ked: %.200s\n    ref: %.200s\n", name,
+                    i + 1, c->s[i], got, line);
         free(r);
         line = e + 1;
     }
@@ -56,12 +58,16 @@ static void check_pattern(const char *name, const char *pattern, tc_corpus *c) {
 
 int main(void) {
     tc_corpus c;
-    if (tc_load_corpus(D "corpus.txt", &c) != 0) { CHECK(0, "corpus"); return test_finish("test_tokenizer_split"); }
+    if (tc_load_corpus(D "corpus.txt", &c) != 0) {
+        CHECK(0, "corpus");
+        return test_finish("test_tokenizer_split");
+    }
     size_t len;
     char *pats = tc_read_all(D "split_patterns.txt", &len);
     CHECK(pats != NULL, "split_patterns.txt");
     // the built-in pattern of ByteLevel pre-tokenizers is GPT-2's
-    CHECK(pats && strstr(pats, tok_gpt2_pattern) != NULL, "tok_gpt2_pattern differs from the reference");
+    CHECK(pats && strstr(pats, tok_gpt2_pattern) != NULL,
+          "tok_gpt2_pattern differs from the reference");
     int n = 0;
     for (char *line = pats; pats && *line;) {
         char *e = strchr(line, '\n'), *tab = strchr(line, '\t');

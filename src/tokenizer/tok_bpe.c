@@ -78,7 +78,9 @@ static int lookup_pair(const ked_tokenizer *t, int a, int b, uint32_t *prio, int
 }
 
 void tok_bpe_work_free(tok_bpe_work *w) {
-    free(w->prev); free(w->next); free(w->heap);
+    free(w->prev);
+    free(w->next);
+    free(w->heap);
     memset(w, 0, sizeof *w);
 }
 
@@ -104,13 +106,17 @@ int tok_bpe(const ked_tokenizer *t, tok_sym *sym, int n, tok_bpe_work *w) {
     }
     int *prev = w->prev, *next = w->next;
     heap hp = {w->heap, 0};
-    for (int i = 0; i < n; i++) { prev[i] = i - 1; next[i] = i + 1 < n ? i + 1 : -1; }
-#define CANDIDATE(l, r)                                                                         \
-    do {                                                                                        \
-        uint32_t pr_; int id_;                                                                  \
-        if (lookup_pair(t, sym[l].id, sym[r].id, &pr_, &id_))                                   \
+    for (int i = 0; i < n; i++) {
+        prev[i] = i - 1;
+        next[i] = i + 1 < n ? i + 1 : -1;
+    }
+#define CANDIDATE(l, r)                                                                            \
+    do {                                                                                           \
+        uint32_t pr_;                                                                              \
+        int id_;                                                                                   \
+        if (lookup_pair(t, sym[l].id, sym[r].id, &pr_, &id_))                                      \
             heap_push(&hp, (struct tok_heap_item){((uint64_t)pr_ << 32) | (uint32_t)(l), (r), id_, \
-                                                  sym[r].end - sym[l].start});                  \
+                                                  sym[r].end - sym[l].start});                     \
     } while (0)
     for (int i = 0; i + 1 < n; i++) CANDIDATE(i, i + 1);
     while (hp.n > 0) {

@@ -9,7 +9,8 @@
 #include <string.h>
 
 static int fused_strip(const ked_tokenizer *t, int k) {
-    for (int j = 0; j < k; j++) if (t->dec[j].type == TOK_D_FUSE) return 1;
+    for (int j = 0; j < k; j++)
+        if (t->dec[j].type == TOK_D_FUSE) return 1;
     return 0;
 }
 
@@ -51,10 +52,16 @@ static int replace_all(char **s, size_t *n, size_t *cap, const char *a, size_t a
     size_t on = 0, oc = 0;
     for (size_t i = 0; i < *n;) {
         if (i + al <= *n && memcmp(*s + i, a, al) == 0) {
-            if (append(&out, &on, &oc, b, bl) != 0) { free(out); return -1; }
+            if (append(&out, &on, &oc, b, bl) != 0) {
+                free(out);
+                return -1;
+            }
             i += al;
         } else {
-            if (append(&out, &on, &oc, *s + i, 1) != 0) { free(out); return -1; }
+            if (append(&out, &on, &oc, *s + i, 1) != 0) {
+                free(out);
+                return -1;
+            }
             i++;
         }
     }
@@ -73,7 +80,10 @@ int tok_decode_piece(const ked_tokenizer *t, int id, tok_dec_state *st, char **b
     int rc = 0;
     if (t->kind == TOK_KIND_LLAMA2C) {
         // run.c: after BOS (and at the start) the leading space of a piece goes; <0xNN> is a byte
-        if ((st->prev_id == t->bos || st->n_done == 0) && pl > 0 && p[0] == ' ') { p++; pl--; }
+        if ((st->prev_id == t->bos || st->n_done == 0) && pl > 0 && p[0] == ' ') {
+            p++;
+            pl--;
+        }
         int b = byte_piece(p, pl);
         char c = (char)b;
         rc = b >= 0 ? append(buf, len, cap, &c, 1) : append(buf, len, cap, p, pl);
@@ -93,7 +103,11 @@ int tok_decode_piece(const ked_tokenizer *t, int id, tok_dec_state *st, char **b
             break;
         case TOK_D_BYTEFALLBACK: {
             int b = is_byte ? -1 : byte_piece(s, n);
-            if (b >= 0) { s[0] = (char)b; n = 1; is_byte = 1; }
+            if (b >= 0) {
+                s[0] = (char)b;
+                n = 1;
+                is_byte = 1;
+            }
             break;
         }
         case TOK_D_FUSE: break;
@@ -101,15 +115,19 @@ int tok_decode_piece(const ked_tokenizer *t, int id, tok_dec_state *st, char **b
             if (is_byte) break;
             size_t off = 0;
             if (fused_strip(t, k)) {
-                while (st->strip_left > 0 && n - off >= d->alen && memcmp(s + off, d->a, d->alen) == 0) {
+                while (st->strip_left > 0 && n - off >= d->alen &&
+                       memcmp(s + off, d->a, d->alen) == 0) {
                     off += d->alen;
                     st->strip_left--;
                 }
                 if (n > off) st->strip_left = 0;
             } else {
-                for (int j = 0; j < d->start && n - off >= d->alen && memcmp(s + off, d->a, d->alen) == 0; j++)
+                for (int j = 0;
+                     j < d->start && n - off >= d->alen && memcmp(s + off, d->a, d->alen) == 0; j++)
                     off += d->alen;
-                for (int j = 0; j < d->stop && n - off >= d->alen && memcmp(s + n - d->alen, d->a, d->alen) == 0; j++)
+                for (int j = 0; j < d->stop && n - off >= d->alen &&
+                                memcmp(s + n - d->alen, d->a, d->alen) == 0;
+                     j++)
                     n -= d->alen;
             }
             memmove(s, s + off, n - off);
@@ -127,7 +145,10 @@ int tok_decode_piece(const ked_tokenizer *t, int id, tok_dec_state *st, char **b
                 int b = tok_byte_of_codepoint(cp);
                 if (l == 0) l = 1;
                 if (b >= 0) s[o++] = (char)b;
-                else { memmove(s + o, s + i, (size_t)l); o += (size_t)l; }
+                else {
+                    memmove(s + o, s + i, (size_t)l);
+                    o += (size_t)l;
+                }
                 i += (size_t)l;
             }
             n = o;
@@ -166,10 +187,15 @@ ked_status ked_tokenizer_decode_len(const ked_tokenizer *t, const int *ids, int 
     for (int i = 0; i < n; i++) {
         if (!id_ok(t, ids[i])) {
             free(buf);
-            return ked_fail(err, KED_ERR_ARG, "ked_tokenizer_decode: ids[%d] = %d is not a token id "
-                            "(vocabulary of %d)", i, ids[i], t->n_vocab);
+            return ked_fail(err, KED_ERR_ARG,
+                            "ked_tokenizer_decode: ids[%d] = %d is not a token id "
+                            "(vocabulary of %d)",
+                            i, ids[i], t->n_vocab);
         }
-        if (skip_special && t->special[ids[i]]) { st.prev_id = ids[i]; continue; }
+        if (skip_special && t->special[ids[i]]) {
+            st.prev_id = ids[i];
+            continue;
+        }
         if (tok_decode_piece(t, ids[i], &st, &buf, &bl, &cap) != 0) goto nomem;
     }
     *text = buf;
@@ -213,9 +239,13 @@ void ked_detok_free(ked_detok *d) {
 // 1 if s[0..n) is the start of a valid UTF-8 character that needs more bytes
 static int incomplete(const unsigned char *s, size_t n) {
     unsigned c = s[0];
-    size_t need = c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
+    size_t need = c >= 0xC2 && c < 0xE0   ? 2
+                  : c >= 0xE0 && c < 0xF0 ? 3
+                  : c >= 0xF0 && c < 0xF5 ? 4
+                                          : 0;
     if (need == 0 || n >= need) return 0;
-    for (size_t i = 1; i < n; i++) if ((s[i] & 0xC0) != 0x80) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
     if (n >= 2) {
         if (c == 0xE0 && s[1] < 0xA0) return 0;
         if (c == 0xED && s[1] >= 0xA0) return 0;

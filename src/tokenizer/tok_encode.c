@@ -75,7 +75,8 @@ static int cache_get(const ked_tokenizer *t, const char *w, size_t len, uint64_t
 static void cache_put(const ked_tokenizer *t, const char *w, size_t len, uint64_t h,
                       const tok_sym *sym, int n) {
     if (n > TOK_CACHE_TOK) return;
-    for (int i = 0; i < n; i++) if (sym[i].end - sym[i].start > 255) return;
+    for (int i = 0; i < n; i++)
+        if (sym[i].end - sym[i].start > 255) return;
     ked_tokenizer *mt = (ked_tokenizer *)t;
     tok_cache_slot *c = &mt->cache[h & (TOK_CACHE_SLOTS - 1)];
     pthread_mutex_lock(&mt->cache_lock);
@@ -145,11 +146,13 @@ static int model_word(const ked_tokenizer *t, scratch *sc, size_t a, size_t b, t
                 unk_open = 0;
             } else {
                 int all = t->byte_fallback;
-                for (int k = 0; all && k < l; k++) all = t->byte_id[(unsigned char)w[i + (size_t)k]] >= 0;
+                for (int k = 0; all && k < l; k++)
+                    all = t->byte_id[(unsigned char)w[i + (size_t)k]] >= 0;
                 if (all) {
                     for (int k = 0; k < l; k++)
-                        sym[n++] = (tok_sym){t->byte_id[(unsigned char)w[i + (size_t)k]],
-                                             (uint32_t)(i + (size_t)k), (uint32_t)(i + (size_t)k + 1)};
+                        sym[n++] =
+                            (tok_sym){t->byte_id[(unsigned char)w[i + (size_t)k]],
+                                      (uint32_t)(i + (size_t)k), (uint32_t)(i + (size_t)k + 1)};
                     unk_open = 0;
                 } else if (t->unk_id >= 0) {
                     if (unk_open && t->fuse_unk) sym[n - 1].end = (uint32_t)(i + (size_t)l);
@@ -187,8 +190,8 @@ static ked_status encode_stretch(const ked_tokenizer *t, const char *text, size_
             for (size_t k = wa + 1; k + 3 <= wb; k++) {
                 if ((unsigned char)s[k] == 0xE2 && (unsigned char)s[k + 1] == 0x96 &&
                     (unsigned char)s[k + 2] == 0x81 &&
-                    !(k >= wa + 3 && (unsigned char)s[k - 3] == 0xE2 && (unsigned char)s[k - 2] == 0x96 &&
-                      (unsigned char)s[k - 1] == 0x81)) {
+                    !(k >= wa + 3 && (unsigned char)s[k - 3] == 0xE2 &&
+                      (unsigned char)s[k - 2] == 0x96 && (unsigned char)s[k - 1] == 0x81)) {
                     if (model_word(t, sc, wa, k, o) != 0) goto nomem;
                     wa = k;
                 }
@@ -231,14 +234,19 @@ static ked_status encode_hf(const ked_tokenizer *t, const char *text, size_t len
     for (int k = 0; k < t->n_added; k++) first[(unsigned char)t->added[k].s[0]] = 1;
     while (i < len) {
         int k = first[(unsigned char)text[i]] ? added_at(t, text, len, i) : -1;
-        if (k < 0) { i++; continue; }
+        if (k < 0) {
+            i++;
+            continue;
+        }
         const tok_added *ad = &t->added[k];
         size_t end = i;
-        if (ad->lstrip) while (end > seg && is_space((unsigned char)text[end - 1])) end--;
+        if (ad->lstrip)
+            while (end > seg && is_space((unsigned char)text[end - 1])) end--;
         if ((st = encode_stretch(t, text, seg, end, &sc, o, err)) != KED_OK) goto done;
         if (tok_out_push(o, ad->id, i, i + ad->len) != 0) goto nomem;
         i += ad->len;
-        if (ad->rstrip) while (i < len && is_space((unsigned char)text[i])) i++;
+        if (ad->rstrip)
+            while (i < len && is_space((unsigned char)text[i])) i++;
         seg = i;
     }
     st = encode_stretch(t, text, seg, len, &sc, o, err);
@@ -250,12 +258,14 @@ nomem:
     return ked_fail(err, KED_ERR_NOMEM, "tokenizer: out of memory");
 }
 
-ked_status ked_tokenizer_encode(const ked_tokenizer *t, const char *text, size_t len, int add_special,
-                                int **ids, ked_span **spans, int *n, ked_error *err) {
+ked_status ked_tokenizer_encode(const ked_tokenizer *t, const char *text, size_t len,
+                                int add_special, int **ids, ked_span **spans, int *n,
+                                ked_error *err) {
     if (!t || !ids || !n || (!text && len))
         return ked_fail(err, KED_ERR_ARG, "ked_tokenizer_encode: NULL argument");
     if (len > (size_t)1 << 31)
-        return ked_fail(err, KED_ERR_ARG, "ked_tokenizer_encode: text of %zu bytes is too long", len);
+        return ked_fail(err, KED_ERR_ARG, "ked_tokenizer_encode: text of %zu bytes is too long",
+                        len);
     tok_out o = {0};
     ked_status st = KED_OK;
     if (add_special && t->add_bos && t->bos >= 0 && tok_out_push(&o, t->bos, 0, 0) != 0) goto nomem;
@@ -267,7 +277,8 @@ ked_status ked_tokenizer_encode(const ked_tokenizer *t, const char *text, size_t
         st = encode_hf(t, text, len, &o, err);
     }
     if (st != KED_OK) goto fail;
-    if (add_special && t->add_eos && t->eos >= 0 && tok_out_push(&o, t->eos, len, len) != 0) goto nomem;
+    if (add_special && t->add_eos && t->eos >= 0 && tok_out_push(&o, t->eos, len, len) != 0)
+        goto nomem;
     if (o.n == 0 && tok_out_push(&o, 0, 0, 0) == 0) o.n = 0; // so that the arrays are not NULL
     if (o.n == 0 && !o.id) goto nomem;
     *ids = o.id;

@@ -9,13 +9,12 @@
 #include <string.h>
 
 // fills t->merges from merges text; rank = index among the pair lines
-ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, size_t n,
-                                ked_error *err);
-ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, size_t n,
+static ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, size_t n,
                                 ked_error *err) {
     size_t lines = 1;
     for (const char *q = data; (q = memchr(q, '\n', n - (size_t)(q - data))); q++) lines++;
-    if (tok_pairmap_init(&t->merges, lines) != 0) return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
+    if (tok_pairmap_init(&t->merges, lines) != 0)
+        return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
     t->has_merges = 1;
     size_t pos = 0;
     int line = 0, rank = 0;
@@ -33,16 +32,20 @@ ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, 
         if (line == 1 && s[0] == '#') continue;
         const char *sp = memchr(s, ' ', l);
         if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1)))
-            return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: expected two tokens separated by one space", path, line);
+            return ked_fail(err, KED_ERR_FORMAT,
+                            "%s: line %d: expected two tokens separated by one space", path, line);
         size_t la = (size_t)(sp - s), lb = l - la - 1;
-        if (la + lb > sizeof buf) return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: merge too long", path, line);
+        if (la + lb > sizeof buf)
+            return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: merge too long", path, line);
         int a = tok_strmap_get(&t->vocab, s, la), b = tok_strmap_get(&t->vocab, sp + 1, lb);
         memcpy(buf, s, la);
         memcpy(buf + la, sp + 1, lb);
         int m = tok_strmap_get(&t->vocab, buf, la + lb);
         if (a < 0 || b < 0 || m < 0)
-            return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: merge \"%.*s\" names a token that is "
-                            "not in the vocabulary", path, line, (int)l, s);
+            return ked_fail(err, KED_ERR_FORMAT,
+                            "%s: line %d: merge \"%.*s\" names a token that is "
+                            "not in the vocabulary",
+                            path, line, (int)l, s);
         if (tok_pairmap_put(&t->merges, a, b, rank++, m) != 0)
             return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -54,7 +57,8 @@ ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_to
     json_error_t je;
     char *text;
     size_t tlen;
-    ked_status rst = ked_read_file(vocab_path, &text, &tlen, err); // one read: faster than json_load_file
+    ked_status rst =
+        ked_read_file(vocab_path, &text, &tlen, err); // one read: faster than json_load_file
     if (rst != KED_OK) return rst;
     json_t *root = json_loadb(text, tlen, 0, &je);
     free(text);
@@ -69,14 +73,18 @@ ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_to
     json_t *v;
     json_object_foreach(root, k, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 24)) {
-            ked_fail(err, KED_ERR_FORMAT, "%s: token \"%.200s\": id must be an integer in [0, 2^24]", vocab_path, k);
+            ked_fail(err, KED_ERR_FORMAT,
+                     "%s: token \"%.200s\": id must be an integer in [0, 2^24]", vocab_path, k);
             json_decref(root);
             return KED_ERR_FORMAT;
         }
         if (json_integer_value(v) > maxid) maxid = (int)json_integer_value(v);
     }
     ked_tokenizer *t = tok_new(maxid + 1, err);
-    if (!t) { json_decref(root); return KED_ERR_NOMEM; }
+    if (!t) {
+        json_decref(root);
+        return KED_ERR_NOMEM;
+    }
     t->kind = TOK_KIND_GPT2;
     json_object_foreach(root, k, v) {
         if (tok_set_piece(t, (int)json_integer_value(v), k, strlen(k)) != 0) {
@@ -92,7 +100,10 @@ ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_to
     t->byte_level = 1;
     t->pre = calloc(1, sizeof *t->pre);
     t->dec = calloc(1, sizeof *t->dec);
-    if (!t->pre || !t->dec) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!t->pre || !t->dec) {
+        st = ked_fail(err, KED_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     t->n_pre = 1;
     t->pre[0].type = TOK_P_BYTELEVEL;
     t->pre[0].re = tok_compile_regex(tok_gpt2_pattern, PCRE2_ZERO_TERMINATED, 0, NULL, 0);
@@ -116,8 +127,8 @@ ked_status tok_load_gpt2(const char *vocab_path, const char *merges_path, ked_to
     if ((st = ked_read_file(merges_path, &data, &n, err)) != KED_OK) goto fail;
     if ((st = tok_parse_merges_txt(t, merges_path, data, n, err)) != KED_OK) goto fail;
     free(data);
-    snprintf(t->kind_str, sizeof t->kind_str, "GPT-2 vocab.json + merges.txt (BPE, byte-level, %zu merges)",
-             t->merges.n);
+    snprintf(t->kind_str, sizeof t->kind_str,
+             "GPT-2 vocab.json + merges.txt (BPE, byte-level, %zu merges)", t->merges.n);
     *out = t;
     return KED_OK;
 fail:

@@ -25,7 +25,7 @@ int tok_utf8_len(const unsigned char *s, size_t n) {
     if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
     if (c < 0xF0) {
         if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;  // overlong
+        if (c == 0xE0 && s[1] < 0xA0) return 0; // overlong
         if (c == 0xED && s[1] >= 0xA0) return 0; // surrogates
         return 3;
     }
@@ -78,12 +78,18 @@ int tok_strmap_init(tok_strmap *m, size_t expected) {
     m->klen = calloc(m->cap, sizeof *m->klen);
     m->val = calloc(m->cap, sizeof *m->val);
     m->hash = calloc(m->cap, sizeof *m->hash);
-    if (!m->key || !m->klen || !m->val || !m->hash) { tok_strmap_free(m); return -1; }
+    if (!m->key || !m->klen || !m->val || !m->hash) {
+        tok_strmap_free(m);
+        return -1;
+    }
     return 0;
 }
 
 void tok_strmap_free(tok_strmap *m) {
-    free(m->key); free(m->klen); free(m->val); free(m->hash);
+    free(m->key);
+    free(m->klen);
+    free(m->val);
+    free(m->hash);
     memset(m, 0, sizeof *m);
 }
 
@@ -126,13 +132,18 @@ int tok_strmap_get(const tok_strmap *m, const char *key, size_t klen) {
     return -1;
 }
 
-static inline uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
+static inline uint64_t pair_key(int a, int b) {
+    return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+}
 
 int tok_pairmap_init(tok_pairmap *m, size_t expected) {
     m->cap = pow2_at_least(expected * 2 + 1);
     m->n = 0;
     m->slot = malloc(m->cap * sizeof *m->slot);
-    if (!m->slot) { m->cap = 0; return -1; }
+    if (!m->slot) {
+        m->cap = 0;
+        return -1;
+    }
     for (size_t i = 0; i < m->cap; i++) m->slot[i].key = UINT64_MAX;
     return 0;
 }

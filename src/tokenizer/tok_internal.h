@@ -39,7 +39,10 @@ int tok_strmap_put(tok_strmap *m, const char *key, size_t klen, int val);
 int tok_strmap_get(const tok_strmap *m, const char *key, size_t klen); // -1 if absent
 
 // (left id, right id) -> (rank, merged id)
-typedef struct { uint64_t key; int rank, id; } tok_pair;
+typedef struct {
+    uint64_t key;
+    int rank, id;
+} tok_pair;
 typedef struct {
     tok_pair *slot; // key == UINT64_MAX: empty
     size_t cap, n;
@@ -52,7 +55,10 @@ const tok_pair *tok_pairmap_get(const tok_pairmap *m, int a, int b);
 /* ---- byte-level character map (tok_bytelevel.c) ------------------------------------------- */
 
 // GPT-2's bytes_to_unicode: byte b is written as the UTF-8 string tok_byte_char[b] (1-2 bytes)
-typedef struct { char s[3]; uint8_t len; } tok_bytechar;
+typedef struct {
+    char s[3];
+    uint8_t len;
+} tok_bytechar;
 extern const tok_bytechar *tok_byte_chars(void);
 // the byte that code point cp stands for, -1 if it is not one of the 256 byte characters
 int tok_byte_of_codepoint(int32_t cp);
@@ -77,8 +83,16 @@ int tok_nstr_from(tok_nstr *ns, const char *text, size_t len, size_t base, int s
 
 /* ---- pipeline components ------------------------------------------------------------------ */
 
-enum { TOK_N_PREPEND, TOK_N_REPLACE, TOK_N_NFC, TOK_N_NFD, TOK_N_NFKC, TOK_N_NFKD, TOK_N_LOWER,
-       TOK_N_STRIP };
+enum {
+    TOK_N_PREPEND,
+    TOK_N_REPLACE,
+    TOK_N_NFC,
+    TOK_N_NFD,
+    TOK_N_NFKC,
+    TOK_N_NFKD,
+    TOK_N_LOWER,
+    TOK_N_STRIP
+};
 typedef struct {
     int type;
     char *a, *b; // Prepend: a; Replace: a (literal) or re, -> b
@@ -92,21 +106,28 @@ enum { TOK_B_REMOVED, TOK_B_ISOLATED, TOK_B_PREV, TOK_B_NEXT, TOK_B_CONTIGUOUS }
 enum { TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST, TOK_PREPEND_NEVER };
 typedef struct {
     int type;
-    pcre2_code *re;   // Split pattern; ByteLevel with use_regex: the GPT-2 pattern
+    pcre2_code *re; // Split pattern; ByteLevel with use_regex: the GPT-2 pattern
     int behavior, invert;
     int add_prefix_space; // ByteLevel
-    char repl[8];         // Metaspace replacement (UTF-8)
+    char repl[8]; // Metaspace replacement (UTF-8)
     size_t repl_len;
     int prepend_scheme, split; // Metaspace
 } tok_pretok;
 
-enum { TOK_D_REPLACE, TOK_D_BYTEFALLBACK, TOK_D_FUSE, TOK_D_STRIP, TOK_D_BYTELEVEL, TOK_D_METASPACE };
+enum {
+    TOK_D_REPLACE,
+    TOK_D_BYTEFALLBACK,
+    TOK_D_FUSE,
+    TOK_D_STRIP,
+    TOK_D_BYTELEVEL,
+    TOK_D_METASPACE
+};
 typedef struct {
     int type;
     char *a, *b;
     size_t alen, blen;
-    int start, stop;   // Strip: how many `a` characters to strip at each end
-    int prepend;       // Metaspace: strip the leading space of the first token
+    int start, stop; // Strip: how many `a` characters to strip at each end
+    int prepend; // Metaspace: strip the leading space of the first token
 } tok_dec;
 
 typedef struct {
@@ -135,25 +156,32 @@ enum { TOK_KIND_HF, TOK_KIND_GPT2, TOK_KIND_LLAMA2C };
 struct ked_tokenizer {
     int kind;
     char kind_str[96];
-    int n_vocab;       // 1 + the largest id
-    char **piece;      // [n_vocab] vocabulary strings (NUL-terminated; NULL for unused ids)
+    int n_vocab; // 1 + the largest id
+    char **piece; // [n_vocab] vocabulary strings (NUL-terminated; NULL for unused ids)
     uint32_t *piece_len;
-    float *score;      // llama2.c: merge scores (NULL otherwise)
-    uint8_t *special;  // [n_vocab] 1 for special tokens (left out by decode with skip_special)
-    tok_strmap vocab;  // piece -> id (model vocabulary and added tokens)
+    float *score; // llama2.c: merge scores (NULL otherwise)
+    uint8_t *special; // [n_vocab] 1 for special tokens (left out by decode with skip_special)
+    tok_strmap vocab; // piece -> id (model vocabulary and added tokens)
     tok_pairmap merges;
     int has_merges;
-    int byte_level;    // a ByteLevel pre-tokenizer: encode bytes through the byte-character map
+    int byte_level; // a ByteLevel pre-tokenizer: encode bytes through the byte-character map
     int byte_fallback, fuse_unk, ignore_merges, unk_id;
-    int split_meta;    // SentencePiece-style words may be cut before U+2581 (see tok_finish)
-    int byte_id[256];  // id of "<0xNN>" (byte fallback) or, byte-level, of byte N's character
-    tok_norm *norm; int n_norm;
-    tok_pretok *pre; int n_pre;
-    tok_dec *dec; int n_dec;
-    tok_added *added; int n_added;
+    int split_meta; // SentencePiece-style words may be cut before U+2581 (see tok_finish)
+    int byte_id[256]; // id of "<0xNN>" (byte fallback) or, byte-level, of byte N's character
+    tok_norm *norm;
+    int n_norm;
+    tok_pretok *pre;
+    int n_pre;
+    tok_dec *dec;
+    int n_dec;
+    tok_added *added;
+    int n_added;
     int bos, eos, add_bos, add_eos;
     int max_token_len; // llama2.c
-    char **arena; int n_arena; size_t arena_left; char *arena_ptr; // vocabulary strings
+    char **arena;
+    int n_arena;
+    size_t arena_left;
+    char *arena_ptr; // vocabulary strings
     tok_cache_slot *cache; // byte-level word cache (NULL: none)
     pthread_mutex_t cache_lock;
 };
@@ -188,7 +216,10 @@ int tok_out_push(tok_out *o, int id, size_t start, size_t end);
 
 // BPE over symbols (ids with normalised byte ranges): merges pairs by rank (merges map) or by
 // score (llama2.c), lowest rank / highest score first, leftmost on ties. Returns the new count.
-typedef struct { int id; uint32_t start, end; } tok_sym;
+typedef struct {
+    int id;
+    uint32_t start, end;
+} tok_sym;
 typedef struct {
     int *prev, *next;
     struct tok_heap_item *heap;
@@ -199,7 +230,9 @@ void tok_bpe_work_free(tok_bpe_work *w);
 
 // the pipeline stages
 ked_status tok_normalize(const ked_tokenizer *t, tok_nstr *ns, ked_error *err);
-typedef struct { size_t start, end; } tok_range;
+typedef struct {
+    size_t start, end;
+} tok_range;
 ked_status tok_pretokenize(const ked_tokenizer *t, tok_nstr *ns, tok_range **ranges, size_t *n,
                            pcre2_match_data *md, ked_error *err);
 ked_status tok_encode_llama2c(const ked_tokenizer *t, const char *text, size_t len, tok_out *o,
@@ -209,9 +242,9 @@ ked_status tok_encode_llama2c(const ked_tokenizer *t, const char *text, size_t l
 
 // state carried from token to token while decoding
 typedef struct {
-    int n_done;      // tokens decoded so far (not counting skipped ones)
+    int n_done; // tokens decoded so far (not counting skipped ones)
     int prev_id;
-    int strip_left;  // Strip decoder after Fuse: leading characters still to strip
+    int strip_left; // Strip decoder after Fuse: leading characters still to strip
 } tok_dec_state;
 void tok_dec_state_init(const ked_tokenizer *t, tok_dec_state *st);
 // append the bytes of token id to *buf (cap *cap, length *len); 0 ok, -1 no memory

@@ -25,7 +25,9 @@ static ked_status unsupported(ctx *c, const char *field, const char *type, const
                     c->path, field, type, known);
 }
 
-static ked_status nomem(ctx *c) { return ked_fail(c->err, KED_ERR_NOMEM, "%s: out of memory", c->path); }
+static ked_status nomem(ctx *c) {
+    return ked_fail(c->err, KED_ERR_NOMEM, "%s: out of memory", c->path);
+}
 
 // optional boolean field: 0/1, def when absent or null; -1 when of the wrong type
 static int get_bool(json_t *o, const char *key, int def) {
@@ -36,7 +38,8 @@ static int get_bool(json_t *o, const char *key, int def) {
 }
 
 // a required string field into a malloc'd copy
-static ked_status get_str(ctx *c, json_t *o, const char *key, const char *field, char **s, size_t *len) {
+static ked_status get_str(ctx *c, json_t *o, const char *key, const char *field, char **s,
+                          size_t *len) {
     json_t *v = json_object_get(o, key);
     char f[256];
     snprintf(f, sizeof f, "%s.%s", field, key);
@@ -50,7 +53,8 @@ static ked_status get_str(ctx *c, json_t *o, const char *key, const char *field,
 }
 
 // a pattern object {"String": s} or {"Regex": r}; *is_regex tells which
-static ked_status get_pattern(ctx *c, json_t *o, const char *field, char **s, size_t *len, int *is_regex) {
+static ked_status get_pattern(ctx *c, json_t *o, const char *field, char **s, size_t *len,
+                              int *is_regex) {
     json_t *p = json_object_get(o, "pattern");
     char f[256];
     snprintf(f, sizeof f, "%s.pattern", field);
@@ -58,8 +62,12 @@ static ked_status get_pattern(ctx *c, json_t *o, const char *field, char **s, si
     if (!json_is_object(p)) return bad(c, f, "expected {\"String\": ...} or {\"Regex\": ...}");
     json_t *v = json_object_get(p, "String");
     *is_regex = 0;
-    if (!v) { v = json_object_get(p, "Regex"); *is_regex = 1; }
-    if (!v || !json_is_string(v)) return bad(c, f, "expected {\"String\": ...} or {\"Regex\": ...}");
+    if (!v) {
+        v = json_object_get(p, "Regex");
+        *is_regex = 1;
+    }
+    if (!v || !json_is_string(v))
+        return bad(c, f, "expected {\"String\": ...} or {\"Regex\": ...}");
     *len = json_string_length(v);
     *s = malloc(*len + 1);
     if (!*s) return nomem(c);
@@ -80,7 +88,10 @@ static ked_status parse_norm(ctx *c, json_t *j, const char *field) {
     if (!json_is_object(j)) return bad(c, field, "expected an object or null");
     const char *type = get_type(j);
     char f[256];
-    if (!type) { snprintf(f, sizeof f, "%s.type", field); return bad(c, f, "missing (expected a string)"); }
+    if (!type) {
+        snprintf(f, sizeof f, "%s.type", field);
+        return bad(c, f, "missing (expected a string)");
+    }
     if (!strcmp(type, "Sequence")) {
         json_t *a = json_object_get(j, "normalizers");
         snprintf(f, sizeof f, "%s.normalizers", field);
@@ -92,7 +103,8 @@ static ked_status parse_norm(ctx *c, json_t *j, const char *field) {
         }
         return KED_OK;
     }
-    if (tok_grow((void **)&t->norm, &c->norm_cap, (size_t)t->n_norm + 1, sizeof *t->norm) != 0) return nomem(c);
+    if (tok_grow((void **)&t->norm, &c->norm_cap, (size_t)t->n_norm + 1, sizeof *t->norm) != 0)
+        return nomem(c);
     tok_norm *nm = &t->norm[t->n_norm];
     memset(nm, 0, sizeof *nm);
     ked_status st = KED_OK;
@@ -119,9 +131,11 @@ static ked_status parse_norm(ctx *c, json_t *j, const char *field) {
         nm->type = TOK_N_STRIP;
         nm->left = get_bool(j, "strip_left", 1);
         nm->right = get_bool(j, "strip_right", 1);
-        if (nm->left < 0 || nm->right < 0) st = bad(c, field, "strip_left/strip_right must be booleans");
+        if (nm->left < 0 || nm->right < 0)
+            st = bad(c, field, "strip_left/strip_right must be booleans");
     } else {
-        return unsupported(c, field, type, "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip");
+        return unsupported(c, field, type,
+                           "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip");
     }
     t->n_norm++; // counted even on failure so that its strings are freed
     return st;
@@ -155,7 +169,10 @@ static ked_status parse_prepend_scheme(ctx *c, json_t *j, const char *field, int
         return KED_OK;
     }
     int aps = get_bool(j, "add_prefix_space", 1);
-    if (aps < 0) { snprintf(f, sizeof f, "%s.add_prefix_space", field); return bad(c, f, "expected a boolean"); }
+    if (aps < 0) {
+        snprintf(f, sizeof f, "%s.add_prefix_space", field);
+        return bad(c, f, "expected a boolean");
+    }
     *scheme = aps ? TOK_PREPEND_ALWAYS : TOK_PREPEND_NEVER;
     return KED_OK;
 }
@@ -178,7 +195,10 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
     if (!json_is_object(j)) return bad(c, field, "expected an object or null");
     const char *type = get_type(j);
     char f[256];
-    if (!type) { snprintf(f, sizeof f, "%s.type", field); return bad(c, f, "missing (expected a string)"); }
+    if (!type) {
+        snprintf(f, sizeof f, "%s.type", field);
+        return bad(c, f, "missing (expected a string)");
+    }
     if (!strcmp(type, "Sequence")) {
         json_t *a = json_object_get(j, "pretokenizers");
         snprintf(f, sizeof f, "%s.pretokenizers", field);
@@ -190,7 +210,8 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
         }
         return KED_OK;
     }
-    if (tok_grow((void **)&t->pre, &c->pre_cap, (size_t)t->n_pre + 1, sizeof *t->pre) != 0) return nomem(c);
+    if (tok_grow((void **)&t->pre, &c->pre_cap, (size_t)t->n_pre + 1, sizeof *t->pre) != 0)
+        return nomem(c);
     tok_pretok *p = &t->pre[t->n_pre];
     memset(p, 0, sizeof *p);
     t->n_pre++;
@@ -202,7 +223,8 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
         if (p->add_prefix_space < 0 || use_regex < 0)
             return bad(c, field, "add_prefix_space/use_regex must be booleans");
         t->byte_level = 1;
-        if (use_regex) return add_pre_regex(c, p, tok_gpt2_pattern, PCRE2_ZERO_TERMINATED, 0, field);
+        if (use_regex)
+            return add_pre_regex(c, p, tok_gpt2_pattern, PCRE2_ZERO_TERMINATED, 0, field);
         return KED_OK;
     }
     if (!strcmp(type, "Split")) {
@@ -217,14 +239,20 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
         if (st != KED_OK) return st;
         json_t *b = json_object_get(j, "behavior");
         snprintf(f, sizeof f, "%s.behavior", field);
-        const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                               "Contiguous"};
         p->behavior = -1;
         for (int k = 0; k < 5 && json_is_string(b); k++)
             if (!strcmp(json_string_value(b), names[k])) p->behavior = k;
         if (p->behavior < 0)
-            return bad(c, f, "expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous");
+            return bad(
+                c, f,
+                "expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous");
         p->invert = get_bool(j, "invert", 0);
-        if (p->invert < 0) { snprintf(f, sizeof f, "%s.invert", field); return bad(c, f, "expected a boolean"); }
+        if (p->invert < 0) {
+            snprintf(f, sizeof f, "%s.invert", field);
+            return bad(c, f, "expected a boolean");
+        }
         return KED_OK;
     }
     if (!strcmp(type, "Metaspace")) {
@@ -247,11 +275,14 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
     }
     if (!strcmp(type, "Digits")) {
         int ind = get_bool(j, "individual_digits", 0);
-        return add_pre_regex(c, p, ind == 1 ? "\\p{N}" : "\\p{N}+", PCRE2_ZERO_TERMINATED, 0, field);
+        return add_pre_regex(c, p, ind == 1 ? "\\p{N}" : "\\p{N}+", PCRE2_ZERO_TERMINATED, 0,
+                             field);
     }
-    if (!strcmp(type, "Punctuation")) return add_pre_regex(c, p, "\\p{P}", PCRE2_ZERO_TERMINATED, 0, field);
-    return unsupported(c, field, type,
-                       "Sequence, ByteLevel, Split, Metaspace, Whitespace, WhitespaceSplit, Digits, Punctuation");
+    if (!strcmp(type, "Punctuation"))
+        return add_pre_regex(c, p, "\\p{P}", PCRE2_ZERO_TERMINATED, 0, field);
+    return unsupported(
+        c, field, type,
+        "Sequence, ByteLevel, Split, Metaspace, Whitespace, WhitespaceSplit, Digits, Punctuation");
 }
 
 /* ---- decoders ----------------------------------------------------------------------------- */
@@ -262,7 +293,10 @@ static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
     if (!json_is_object(j)) return bad(c, field, "expected an object or null");
     const char *type = get_type(j);
     char f[256];
-    if (!type) { snprintf(f, sizeof f, "%s.type", field); return bad(c, f, "missing (expected a string)"); }
+    if (!type) {
+        snprintf(f, sizeof f, "%s.type", field);
+        return bad(c, f, "missing (expected a string)");
+    }
     if (!strcmp(type, "Sequence")) {
         json_t *a = json_object_get(j, "decoders");
         snprintf(f, sizeof f, "%s.decoders", field);
@@ -274,7 +308,8 @@ static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
         }
         return KED_OK;
     }
-    if (tok_grow((void **)&t->dec, &c->dec_cap, (size_t)t->n_dec + 1, sizeof *t->dec) != 0) return nomem(c);
+    if (tok_grow((void **)&t->dec, &c->dec_cap, (size_t)t->n_dec + 1, sizeof *t->dec) != 0)
+        return nomem(c);
     tok_dec *d = &t->dec[t->n_dec];
     memset(d, 0, sizeof *d);
     t->n_dec++;
@@ -285,20 +320,31 @@ static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
         if (st == KED_OK) st = get_str(c, j, "content", field, &d->b, &d->blen);
         if (st == KED_OK && is_re) {
             snprintf(f, sizeof f, "%s.pattern", field);
-            return ked_fail(c->err, KED_ERR_UNSUPPORTED, "%s: %s: a Regex pattern in a decoder is not supported", c->path, f);
+            return ked_fail(c->err, KED_ERR_UNSUPPORTED,
+                            "%s: %s: a Regex pattern in a decoder is not supported", c->path, f);
         }
         return st;
     }
-    if (!strcmp(type, "ByteFallback")) { d->type = TOK_D_BYTEFALLBACK; return KED_OK; }
-    if (!strcmp(type, "Fuse")) { d->type = TOK_D_FUSE; return KED_OK; }
-    if (!strcmp(type, "ByteLevel")) { d->type = TOK_D_BYTELEVEL; return KED_OK; }
+    if (!strcmp(type, "ByteFallback")) {
+        d->type = TOK_D_BYTEFALLBACK;
+        return KED_OK;
+    }
+    if (!strcmp(type, "Fuse")) {
+        d->type = TOK_D_FUSE;
+        return KED_OK;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        d->type = TOK_D_BYTELEVEL;
+        return KED_OK;
+    }
     if (!strcmp(type, "Strip")) {
         d->type = TOK_D_STRIP;
         ked_status st = get_str(c, j, "content", field, &d->a, &d->alen);
         if (st != KED_OK) return st;
         json_t *a = json_object_get(j, "start"), *b = json_object_get(j, "stop");
         if (!json_is_integer(a) || !json_is_integer(b) || json_integer_value(a) < 0 ||
-            json_integer_value(b) < 0 || json_integer_value(a) > 1000 || json_integer_value(b) > 1000)
+            json_integer_value(b) < 0 || json_integer_value(a) > 1000 ||
+            json_integer_value(b) > 1000)
             return bad(c, field, "start and stop must be small non-negative integers");
         d->start = (int)json_integer_value(a);
         d->stop = (int)json_integer_value(b);
@@ -318,7 +364,8 @@ static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
         d->prepend = scheme != TOK_PREPEND_NEVER;
         return st;
     }
-    return unsupported(c, field, type, "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace");
+    return unsupported(c, field, type,
+                       "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace");
 }
 
 /* ---- model -------------------------------------------------------------------------------- */
@@ -345,11 +392,16 @@ static ked_status parse_merges(ctx *c, json_t *merges) {
             const char *sp = memchr(s, ' ', l);
             if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1)))
                 return bad_merge(c, i, "expected \"A B\" (two tokens separated by one space)");
-            a = s; la = (size_t)(sp - s); b = sp + 1; lb = l - la - 1;
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                   json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0)); la = json_string_length(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1)); lb = json_string_length(json_array_get(m, 1));
+            a = s;
+            la = (size_t)(sp - s);
+            b = sp + 1;
+            lb = l - la - 1;
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            la = json_string_length(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            lb = json_string_length(json_array_get(m, 1));
         } else {
             return bad_merge(c, i, "expected a string \"A B\" or a pair of strings [\"A\", \"B\"]");
         }
@@ -360,8 +412,11 @@ static ked_status parse_merges(ctx *c, json_t *merges) {
         int im = tok_strmap_get(&t->vocab, buf, la + lb);
         if (ia < 0 || ib < 0 || im < 0) {
             char msg[2200];
-            snprintf(msg, sizeof msg, "merge \"%.*s\" + \"%.*s\": %s is not in model.vocab", (int)la, a,
-                     (int)lb, b, ia < 0 ? "the first token" : ib < 0 ? "the second token" : "the merged token");
+            snprintf(msg, sizeof msg, "merge \"%.*s\" + \"%.*s\": %s is not in model.vocab",
+                     (int)la, a, (int)lb, b,
+                     ia < 0   ? "the first token"
+                     : ib < 0 ? "the second token"
+                              : "the merged token");
             return bad_merge(c, i, msg);
         }
         if (tok_pairmap_put(&t->merges, ia, ib, (int)i, im) != 0) return nomem(c);
@@ -387,7 +442,10 @@ static void parse_template(ked_tokenizer *t, json_t *pp) {
     int seen_seq = 0;
     for (size_t i = 0; i < json_array_size(single); i++) {
         json_t *it = json_array_get(single, i);
-        if (json_object_get(it, "Sequence")) { seen_seq = 1; continue; }
+        if (json_object_get(it, "Sequence")) {
+            seen_seq = 1;
+            continue;
+        }
         json_t *sp = json_object_get(it, "SpecialToken");
         json_t *name = sp ? json_object_get(sp, "id") : NULL;
         if (!json_is_string(name)) continue;
@@ -398,8 +456,13 @@ static void parse_template(ked_tokenizer *t, json_t *pp) {
             id = (int)json_integer_value(json_array_get(ids, 0));
         if (id < 0 || id >= t->n_vocab) id = token_setting_id(t, name);
         if (id < 0) continue;
-        if (!seen_seq) { t->bos = id; t->add_bos = 1; }
-        else { t->eos = id; t->add_eos = 1; }
+        if (!seen_seq) {
+            t->bos = id;
+            t->add_bos = 1;
+        } else {
+            t->eos = id;
+            t->add_eos = 1;
+        }
     }
 }
 
@@ -413,7 +476,10 @@ static ked_status read_config(ctx *c) {
                      : strdup("tokenizer_config.json");
     free(dir);
     if (!cp) return nomem(c);
-    if (!ked_file_exists(cp)) { free(cp); return KED_OK; }
+    if (!ked_file_exists(cp)) {
+        free(cp);
+        return KED_OK;
+    }
     json_error_t je;
     json_t *root = json_load_file(cp, JSON_DECODE_INT_AS_REAL, &je); // model_max_length: 1e30
     if (!root || !json_is_object(root)) {
@@ -430,7 +496,8 @@ static ked_status read_config(ctx *c) {
     int ab = get_bool(root, "add_bos_token", -2), ae = get_bool(root, "add_eos_token", -2);
     ked_status st = KED_OK;
     if (ab == -1 || ae == -1)
-        st = ked_fail(c->err, KED_ERR_FORMAT, "%s: add_bos_token/add_eos_token: expected a boolean", cp);
+        st = ked_fail(c->err, KED_ERR_FORMAT, "%s: add_bos_token/add_eos_token: expected a boolean",
+                      cp);
     if (ab >= 0) t->add_bos = ab;
     if (ae >= 0) t->add_eos = ae;
     json_decref(root);
@@ -447,36 +514,41 @@ static ked_status load(ctx *c, json_t *root) {
     const char *mtype = get_type(model);
     if (json_object_get(model, "type") && !mtype) return bad(c, "model.type", "expected a string");
     if (mtype && strcmp(mtype, "BPE") != 0)
-        return ked_fail(c->err, KED_ERR_UNSUPPORTED, "%s: model.type: \"%s\" is not supported (only BPE)", path, mtype);
+        return ked_fail(c->err, KED_ERR_UNSUPPORTED,
+                        "%s: model.type: \"%s\" is not supported (only BPE)", path, mtype);
     json_t *vocab = json_object_get(model, "vocab");
     if (!vocab) return bad(c, "model.vocab", "missing (expected an object of token -> id)");
     if (!json_is_object(vocab)) return bad(c, "model.vocab", "expected an object of token -> id");
     json_t *added = json_object_get(root, "added_tokens");
-    if (added && !json_is_null(added) && !json_is_array(added)) return bad(c, "added_tokens", "expected an array");
+    if (added && !json_is_null(added) && !json_is_array(added))
+        return bad(c, "added_tokens", "expected an array");
     int maxid = -1;
     const char *k;
     json_t *v;
     char f[300];
     json_object_foreach(vocab, k, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 24)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= (1 << 24)) {
             snprintf(f, sizeof f, "model.vocab[\"%.200s\"]", k);
             return bad(c, f, "expected an integer id in [0, 2^24)");
         }
         if (json_integer_value(v) > maxid) maxid = (int)json_integer_value(v);
     }
     for (size_t i = 0; i < json_array_size(added); i++) {
-        json_t *a = json_array_get(added, i), *id = json_object_get(a, "id"), *ct = json_object_get(a, "content");
+        json_t *a = json_array_get(added, i), *id = json_object_get(a, "id"),
+               *ct = json_object_get(a, "content");
         snprintf(f, sizeof f, "added_tokens[%zu]", i);
         if (!json_is_object(a) || !json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= (1 << 24) || !json_is_string(ct) || json_string_length(ct) == 0)
+            json_integer_value(id) >= (1 << 24) || !json_is_string(ct) ||
+            json_string_length(ct) == 0)
             return bad(c, f, "expected {\"id\": integer, \"content\": non-empty string, ...}");
         if (json_integer_value(id) > maxid) maxid = (int)json_integer_value(id);
     }
     ked_tokenizer *t = c->t = tok_new(maxid + 1, c->err);
     if (!t) return KED_ERR_NOMEM;
     t->kind = TOK_KIND_HF;
-    json_object_foreach(vocab, k, v)
-        if (tok_set_piece(t, (int)json_integer_value(v), k, strlen(k)) != 0) return nomem(c);
+    json_object_foreach(vocab, k, v) if (tok_set_piece(t, (int)json_integer_value(v), k,
+                                                       strlen(k)) != 0) return nomem(c);
     t->added = calloc(json_array_size(added) + 1, sizeof *t->added);
     if (!t->added) return nomem(c);
     for (size_t i = 0; i < json_array_size(added); i++) {
@@ -509,11 +581,14 @@ static ked_status load(ctx *c, json_t *root) {
         json_t *o = json_object_get(model, opts[i]);
         snprintf(f, sizeof f, "model.%s", opts[i]);
         if (o && !json_is_null(o) && !(json_is_string(o) && json_string_length(o) == 0))
-            return ked_fail(c->err, KED_ERR_UNSUPPORTED, "%s: %s: not supported (only null)", path, f);
+            return ked_fail(c->err, KED_ERR_UNSUPPORTED, "%s: %s: not supported (only null)", path,
+                            f);
     }
     ked_status st;
-    if ((st = parse_norm(c, json_object_get(root, "normalizer"), "normalizer")) != KED_OK) return st;
-    if ((st = parse_pre(c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer")) != KED_OK) return st;
+    if ((st = parse_norm(c, json_object_get(root, "normalizer"), "normalizer")) != KED_OK)
+        return st;
+    if ((st = parse_pre(c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer")) != KED_OK)
+        return st;
     if ((st = parse_dec(c, json_object_get(root, "decoder"), "decoder")) != KED_OK) return st;
     if ((st = tok_finish(t, path, c->err)) != KED_OK) return st;
     json_t *unk = json_object_get(model, "unk_token");
@@ -526,8 +601,9 @@ static ked_status load(ctx *c, json_t *root) {
     parse_template(t, json_object_get(root, "post_processor"));
     if ((st = read_config(c)) != KED_OK) return st;
     snprintf(t->kind_str, sizeof t->kind_str, "tokenizer.json (BPE, %s, %zu merges)",
-             t->byte_level ? "byte-level" : t->byte_fallback ? "SentencePiece-style, byte fallback"
-                                                             : "SentencePiece-style",
+             t->byte_level      ? "byte-level"
+             : t->byte_fallback ? "SentencePiece-style, byte fallback"
+                                : "SentencePiece-style",
              t->merges.n);
     return KED_OK;
 }
@@ -541,7 +617,8 @@ ked_status tok_load_json(const char *path, ked_tokenizer **out, ked_error *err) 
     json_t *root = json_loadb(data, len, 0, &je);
     free(data);
     if (!root)
-        return ked_fail(err, KED_ERR_FORMAT, "%s: line %d, column %d: %s", path, je.line, je.column, je.text);
+        return ked_fail(err, KED_ERR_FORMAT, "%s: line %d, column %d: %s", path, je.line, je.column,
+                        je.text);
     ctx c = {path, NULL, 0, 0, 0, err};
     ked_status st = load(&c, root);
     json_decref(root);

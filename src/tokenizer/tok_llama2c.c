@@ -62,11 +62,16 @@ ked_status tok_load_llama2c(const char *path, ked_tokenizer **out, ked_error *er
     int count = parse(data, n, NULL, &ml);
     if (count < 0) {
         free(data);
-        return ked_fail(err, KED_ERR_FORMAT, "%s: not a llama2.c tokenizer (expected int32 "
-                        "max_token_length, then records of float score, int32 len, len bytes)", path);
+        return ked_fail(err, KED_ERR_FORMAT,
+                        "%s: not a llama2.c tokenizer (expected int32 "
+                        "max_token_length, then records of float score, int32 len, len bytes)",
+                        path);
     }
     ked_tokenizer *t = tok_new(count, err);
-    if (!t) { free(data); return KED_ERR_NOMEM; }
+    if (!t) {
+        free(data);
+        return KED_ERR_NOMEM;
+    }
     t->kind = TOK_KIND_LLAMA2C;
     t->score = calloc((size_t)count, sizeof *t->score);
     if (!t->score || parse(data, n, t, &ml) != count) {
@@ -81,7 +86,10 @@ ked_status tok_load_llama2c(const char *path, ked_tokenizer **out, ked_error *er
     t->add_bos = 1;
     t->special[1] = t->special[2] = 1;
     snprintf(t->kind_str, sizeof t->kind_str, "llama2.c tokenizer.bin (%d tokens, scores)", count);
-    if ((st = tok_finish(t, path, err)) != KED_OK) { ked_tokenizer_free(t); return st; }
+    if ((st = tok_finish(t, path, err)) != KED_OK) {
+        ked_tokenizer_free(t);
+        return st;
+    }
     for (int b = 0; b < 256; b++) t->byte_id[b] = b + 3 < count ? b + 3 : -1;
     *out = t;
     return KED_OK;
@@ -99,7 +107,10 @@ ked_status tok_encode_llama2c(const ked_tokenizer *t, const char *text, size_t l
     const unsigned char *u = (const unsigned char *)text;
     size_t start = 0, sl = 0;
     for (size_t i = 0; i < len; i++) {
-        if ((u[i] & 0xC0) != 0x80) { sl = 0; start = i; }
+        if ((u[i] & 0xC0) != 0x80) {
+            sl = 0;
+            start = i;
+        }
         sl++;
         if (i + 1 < len && (u[i + 1] & 0xC0) == 0x80 && sl < 4) continue;
         int id = tok_strmap_get(&t->vocab, text + start, sl);
@@ -108,7 +119,8 @@ ked_status tok_encode_llama2c(const ked_tokenizer *t, const char *text, size_t l
         } else {
             for (size_t k = 0; k < sl; k++) {
                 int b = t->byte_id[u[start + k]];
-                if (b >= 0) sym[n++] = (tok_sym){b, (uint32_t)(start + k), (uint32_t)(start + k + 1)};
+                if (b >= 0)
+                    sym[n++] = (tok_sym){b, (uint32_t)(start + k), (uint32_t)(start + k + 1)};
             }
         }
         sl = 0;

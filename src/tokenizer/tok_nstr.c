@@ -10,7 +10,9 @@
 #include <utf8proc.h>
 
 void tok_nstr_free(tok_nstr *ns) {
-    free(ns->s); free(ns->o0); free(ns->o1);
+    free(ns->s);
+    free(ns->o0);
+    free(ns->o1);
     memset(ns, 0, sizeof *ns);
 }
 
@@ -35,7 +37,10 @@ int tok_nstr_push(tok_nstr *ns, const char *p, size_t n, size_t o0, size_t o1) {
     if (n == 0) return 0;
     if (nstr_reserve(ns, ns->len + n) != 0) return -1;
     memcpy(ns->s + ns->len, p, n);
-    for (size_t i = 0; i < n; i++) { ns->o0[ns->len + i] = o0; ns->o1[ns->len + i] = o1; }
+    for (size_t i = 0; i < n; i++) {
+        ns->o0[ns->len + i] = o0;
+        ns->o1[ns->len + i] = o1;
+    }
     ns->len += n;
     ns->s[ns->len] = 0;
     return 0;
@@ -46,7 +51,10 @@ int tok_nstr_from(tok_nstr *ns, const char *text, size_t len, size_t base, int s
     if (nstr_reserve(ns, len + 1) != 0) return -1;
     if (!sanitize) {
         memcpy(ns->s, text, len);
-        for (size_t i = 0; i < len; i++) { ns->o0[i] = base + i; ns->o1[i] = base + i + 1; }
+        for (size_t i = 0; i < len; i++) {
+            ns->o0[i] = base + i;
+            ns->o1[i] = base + i + 1;
+        }
         ns->len = len;
         ns->s[len] = 0;
         return 0;
@@ -209,7 +217,10 @@ ked_status tok_normalize(const ked_tokenizer *t, tok_nstr *ns, ked_error *err) {
         int rc = 0, swap = 1;
         switch (nm->type) {
         case TOK_N_PREPEND:
-            if (ns->len == 0) { swap = 0; break; }
+            if (ns->len == 0) {
+                swap = 0;
+                break;
+            }
             tmp.len = 0;
             {
                 size_t o0, o1;
@@ -223,8 +234,10 @@ ked_status tok_normalize(const ked_tokenizer *t, tok_nstr *ns, ked_error *err) {
         case TOK_N_LOWER: rc = norm_lower(ns, &tmp); break;
         case TOK_N_STRIP: {
             size_t a = 0, b = ns->len;
-            if (nm->left) while (a < b && is_ws((unsigned char)ns->s[a])) a++;
-            if (nm->right) while (b > a && is_ws((unsigned char)ns->s[b - 1])) b--;
+            if (nm->left)
+                while (a < b && is_ws((unsigned char)ns->s[a])) a++;
+            if (nm->right)
+                while (b > a && is_ws((unsigned char)ns->s[b - 1])) b--;
             tmp.len = 0;
             for (size_t i = a; rc == 0 && i < b; i++)
                 rc = tok_nstr_push(&tmp, ns->s + i, 1, ns->o0[i], ns->o1[i]);

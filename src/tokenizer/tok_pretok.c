@@ -29,7 +29,10 @@ pcre2_code *tok_compile_regex(const char *pattern, size_t len, int literal, char
     return re;
 }
 
-typedef struct { size_t start, end; int match; } seg;
+typedef struct {
+    size_t start, end;
+    int match;
+} seg;
 typedef struct {
     seg *s;
     size_t n, cap;
@@ -80,21 +83,23 @@ static int find_matches(const tok_pretok *p, const tok_nstr *ns, size_t a, size_
 // apply a delimiter behaviour to the segments of one range, appending ranges to out
 static int behave(int behavior, seg *s, size_t n, tok_range **out, size_t *nout, size_t *cap) {
     size_t base = *nout;
-#define PUSH(a, b)                                                                              \
-    do {                                                                                        \
-        if (tok_grow((void **)out, cap, *nout + 1, sizeof **out) != 0) return -1;              \
-        (*out)[(*nout)++] = (tok_range){(a), (b)};                                             \
+#define PUSH(a, b)                                                                                 \
+    do {                                                                                           \
+        if (tok_grow((void **)out, cap, *nout + 1, sizeof **out) != 0) return -1;                  \
+        (*out)[(*nout)++] = (tok_range){(a), (b)};                                                 \
     } while (0)
     switch (behavior) {
     case TOK_B_REMOVED:
-        for (size_t i = 0; i < n; i++) if (!s[i].match) PUSH(s[i].start, s[i].end);
+        for (size_t i = 0; i < n; i++)
+            if (!s[i].match) PUSH(s[i].start, s[i].end);
         break;
     case TOK_B_ISOLATED:
         for (size_t i = 0; i < n; i++) PUSH(s[i].start, s[i].end);
         break;
     case TOK_B_CONTIGUOUS:
         for (size_t i = 0; i < n; i++) {
-            if (*nout > base && i > 0 && s[i - 1].match == s[i].match) (*out)[*nout - 1].end = s[i].end;
+            if (*nout > base && i > 0 && s[i - 1].match == s[i].match)
+                (*out)[*nout - 1].end = s[i].end;
             else PUSH(s[i].start, s[i].end);
         }
         break;
@@ -136,8 +141,9 @@ static int rebuild(tok_nstr *ns, tok_range *r, size_t n, const tok_pretok *p, in
         if (b > a) {
             int want;
             if (metaspace) {
-                int starts = (b - a >= p->repl_len && memcmp(ns->s + a, p->repl, p->repl_len) == 0) ||
-                             ns->s[a] == ' ';
+                int starts =
+                    (b - a >= p->repl_len && memcmp(ns->s + a, p->repl, p->repl_len) == 0) ||
+                    ns->s[a] == ' ';
                 want = !starts && (p->prepend_scheme == TOK_PREPEND_ALWAYS ||
                                    (p->prepend_scheme == TOK_PREPEND_FIRST && ns->o0[a] == 0));
             } else {

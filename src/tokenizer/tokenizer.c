@@ -57,7 +57,8 @@ ked_status tok_finish(ked_tokenizer *t, const char *path, ked_error *err) {
     tok_strmap_free(&t->vocab);
     if (tok_strmap_init(&t->vocab, (size_t)t->n_vocab) != 0) goto nomem;
     for (int i = 0; i < t->n_vocab; i++)
-        if (t->piece[i] && tok_strmap_put(&t->vocab, t->piece[i], t->piece_len[i], i) != 0) goto nomem;
+        if (t->piece[i] && tok_strmap_put(&t->vocab, t->piece[i], t->piece_len[i], i) != 0)
+            goto nomem;
     if (t->byte_level) {
         const tok_bytechar *bc = tok_byte_chars();
         for (int b = 0; b < 256; b++) t->byte_id[b] = tok_strmap_get(&t->vocab, bc[b].s, bc[b].len);
@@ -74,7 +75,8 @@ ked_status tok_finish(ked_tokenizer *t, const char *path, ked_error *err) {
         // "▁the", "▁▁▁", but never "a▁b"), no merge can join across such a U+2581, so a word can be
         // cut before it without changing the ids -- and the pieces are short enough to cache.
         // Tokenizers that merge across words (TinyStories-656K: "little▁girl▁") keep whole words.
-        t->split_meta = tok_strmap_get(&t->vocab, "\xe2\x96\x81", 3) >= 0; // else unknowns fuse across it
+        t->split_meta =
+            tok_strmap_get(&t->vocab, "\xe2\x96\x81", 3) >= 0; // else unknowns fuse across it
         for (int i = 0; i < t->n_vocab && t->split_meta; i++) {
             const unsigned char *p = (const unsigned char *)t->piece[i];
             if (!p) continue;
@@ -85,7 +87,8 @@ ked_status tok_finish(ked_tokenizer *t, const char *path, ked_error *err) {
                     break;
                 }
         }
-        if (t->split_meta && !t->cache && !(t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache))) goto nomem;
+        if (t->split_meta && !t->cache && !(t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache)))
+            goto nomem;
     }
     return KED_OK;
 nomem:
@@ -111,7 +114,10 @@ void ked_tokenizer_free(ked_tokenizer *t) {
     for (int i = 0; i < t->n_pre; i++)
         if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
     free(t->pre);
-    for (int i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
+    for (int i = 0; i < t->n_dec; i++) {
+        free(t->dec[i].a);
+        free(t->dec[i].b);
+    }
     free(t->dec);
     for (int i = 0; i < t->n_added; i++) free(t->added[i].s);
     free(t->added);
@@ -190,15 +196,18 @@ static ked_status load_file(const char *path, ked_tokenizer **out, ked_error *er
     while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
     fclose(f);
     if (c == '{') return tok_load_json(path, out, err);
-    return ked_fail(err, KED_ERR_FORMAT, "%s: not a tokenizer (expected a tokenizer.json, a GPT-2 "
-                    "vocab.json or a llama2.c tokenizer.bin)", path);
+    return ked_fail(err, KED_ERR_FORMAT,
+                    "%s: not a tokenizer (expected a tokenizer.json, a GPT-2 "
+                    "vocab.json or a llama2.c tokenizer.bin)",
+                    path);
 }
 
 ked_status ked_tokenizer_load(const char *path, ked_tokenizer **out, ked_error *err) {
     if (!path || !out) return ked_fail(err, KED_ERR_ARG, "ked_tokenizer_load: NULL argument");
     *out = NULL;
     if (!ked_is_dir(path)) {
-        if (!ked_file_exists(path)) return ked_fail(err, KED_ERR_IO, "%s: no such file or directory", path);
+        if (!ked_file_exists(path))
+            return ked_fail(err, KED_ERR_IO, "%s: no such file or directory", path);
         return load_file(path, out, err);
     }
     const char *names[] = {"tokenizer.json", "vocab.json", "tokenizer.bin"};
@@ -209,7 +218,10 @@ ked_status ked_tokenizer_load(const char *path, ked_tokenizer **out, ked_error *
             ked_status st;
             if (i == 1) {
                 char *m = ked_path_join(path, "merges.txt");
-                if (!m) { free(p); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
+                if (!m) {
+                    free(p);
+                    return ked_fail(err, KED_ERR_NOMEM, "out of memory");
+                }
                 if (!ked_file_exists(m)) {
                     free(m);
                     free(p);
@@ -231,6 +243,8 @@ ked_status ked_tokenizer_load(const char *path, ked_tokenizer **out, ked_error *
         free(tb);
         return st;
     }
-    return ked_fail(err, KED_ERR_IO, "%s: no tokenizer found (looked for tokenizer.json, "
-                    "vocab.json + merges.txt, tokenizer.bin, tok*.bin)", path);
+    return ked_fail(err, KED_ERR_IO,
+                    "%s: no tokenizer found (looked for tokenizer.json, "
+                    "vocab.json + merges.txt, tokenizer.bin, tok*.bin)",
+                    path);
 }
