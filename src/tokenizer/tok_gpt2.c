@@ -10,7 +10,7 @@
 
 // fills t->merges from merges text; rank = index among the pair lines
 static ked_status tok_parse_merges_txt(ked_tokenizer *t, const char *path, char *data, size_t n,
-                                ked_error *err) {
+                                       ked_error *err) {
     size_t lines = 1;
     for (const char *q = data; (q = memchr(q, '\n', n - (size_t)(q - data))); q++) lines++;
     if (tok_pairmap_init(&t->merges, lines) != 0)
