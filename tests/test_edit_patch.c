@@ -153,6 +153,19 @@ static void test_subject_rule(void) {
     CHECK_OK(edit_target_ids(tok, prompt, " Sue", &t, &nt, &err), &err);
     CHECK(nt == 3 && t && t[0] == 301, "target ids: %d of them, first %d", nt, t ? t[0] : -1);
     free(ids); free(sp); free(t);
+    // TinyStories-656K merges "girl named " into one token, so encode(prompt) is not a prefix of
+    // encode(prompt + " Sue"): the target is encode(" Sue") without its dummy-prefix "▁",
+    // i.e. "▁" (the space) then "Sue"
+    ked_tokenizer *t2 = NULL;
+    CHECK_OK(ked_tokenizer_load("models/TinyStories-656K", &t2, &err), &err);
+    if (t2) {
+        t = NULL;
+        CHECK_OK(edit_target_ids(t2, prompt, " Sue", &t, &nt, &err), &err);
+        CHECK(nt == 2 && t && t[0] == ked_tokenizer_token_id(t2, "\xe2\x96\x81") &&
+              t[1] == ked_tokenizer_token_id(t2, "Sue"), "TinyStories-656K target: %d ids", nt);
+        free(t);
+        ked_tokenizer_free(t2);
+    }
 }
 
 static void test_hparams(void) {

@@ -8,8 +8,9 @@
 //
 // Target ids are the tokens that encode(prompt + target) adds after encode(prompt) (so that a
 // SentencePiece tokenizer does not contribute its dummy-prefix "▁" piece); when the prompt's
-// tokens are not a prefix of the joint encoding, encode(target) without specials, minus leading
-// tokens with empty spans.
+// tokens are not a prefix of the joint encoding (TinyStories-656K's tokenizer merges "girl named "
+// into one token), encode(target) without specials, minus leading tokens that consume no text of
+// their own (a dummy-prefix "▁": an empty span, or the same start as the next token).
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +59,13 @@ ked_status edit_target_ids(const ked_tokenizer *tok, const char *prompt, const c
     free(b);
     b = NULL;
     if ((st = ked_tokenizer_encode(tok, target, lt, 0, &b, &sp, &nb, err))) goto done;
+    // leading tokens that consume no text of their own: an empty span (tok512's dummy prefix) or
+    // the same start as the next token (a tokenizer.json Metaspace prefix "▁" whose span is the
+    // space the next "▁" really is)
     int skip = 0;
-    while (skip < nb && sp[skip].end <= sp[skip].start) skip++;
+    while (skip < nb && (sp[skip].end <= sp[skip].start ||
+                         (skip + 1 < nb && sp[skip + 1].start == sp[skip].start)))
+        skip++;
     if (skip == nb) {
         st = ked_fail(err, KED_ERR_ARG, "target '%s' encodes to no tokens", target);
         goto done;
