@@ -11,6 +11,7 @@
 #define D "tests/data/tokenizer/"
 
 static char dir[] = "/tmp/ked_tok_pipeXXXXXX";
+static const char *g_norm = "null"; // the normalizer of the next tiny() tokenizer
 
 // pre-tokenize text with one Split("-") of the given behaviour; pieces joined by '|'
 static void split_case(int behavior, int invert, const char *text, const char *want) {
@@ -50,7 +51,7 @@ static ked_tokenizer *tiny(const char *name, const char *pre, const char *post, 
     snprintf(path, sizeof path, "%s/tokenizer.json", sub);
     FILE *f = fopen(path, "w");
     fprintf(f,
-            "{\"added_tokens\":%s,\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":%s,"
+            "{\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":%s,\"post_processor\":%s,"
             "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":"
             "\"always\"},"
             "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"vocab\":{\"<unk>\":0,\"<s>\":1,"
@@ -58,7 +59,7 @@ static ked_tokenizer *tiny(const char *name, const char *pre, const char *post, 
             "\"a\":3,\"b\":4,\"c\":5,\"\\u2581\":6,\"\\u2581a\":7,\"\\u2581b\":8,\"ab\":9,\"<mask>"
             "\":10},"
             "\"merges\":[\"\\u2581 a\",\"\\u2581 b\",\"a b\"]}}",
-            added ? added : "[]", pre ? pre : "null", post ? post : "null");
+            added ? added : "[]", g_norm, pre ? pre : "null", post ? post : "null");
     fclose(f);
     if (config) {
         snprintf(path, sizeof path, "%s/tokenizer_config.json", sub);
@@ -170,6 +171,39 @@ int main(void) {
         NULL);
     expect(t, "lstrip/rstrip", "a <mask> b", 0, (int[]){3, 10, 4}, 3);
     expect(t, "no strip needed", "a<mask>b", 0, (int[]){3, 10, 4}, 3);
+    ked_tokenizer_free(t);
+
+    // normalizers: Replace with a Regex, Lowercase, Strip, then Prepend + Replace; spans still
+    // point into the original text
+    g_norm = "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Strip\",\"strip_left\":true,"
+             "\"strip_right\":true},{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" "
+             "{2,}\"},\"content\":\" \"},"
+             "{\"type\":\"Lowercase\"},{\"type\":\"NFKC\"},{\"type\":\"Prepend\",\"prepend\":"
+             "\"\u2581\"},"
+             "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"}]}";
+    t = tiny("norm", NULL, NULL, NULL, NULL);
+    expect(t, "normalizers", "  A   B ", 0, (int[]){7, 8}, 2); // "▁a▁b"
+    if (t) {
+        int *ids = NULL, n = 0;
+        ked_span *sp = NULL;
+        CHECK_OK(ked_tokenizer_encode(t, "  A   B ", 8, 0, &ids, &sp, &n, &err), &err);
+        CHECK(n == 2 && sp[0].start == 2 && sp[0].end == 3 && sp[1].start == 3 && sp[1].end == 7,
+              "normalised spans: [%zu, %zu) [%zu, %zu)", n > 0 ? sp[0].start : 0,
+              n > 0 ? sp[0].end : 0, n > 1 ? sp[1].start : 0, n > 1 ? sp[1].end : 0);
+        free(ids);
+        free(sp);
+    }
+    ked_tokenizer_free(t);
+    g_norm = "null";
+    // Whitespace and WhitespaceSplit pre-tokenizers, Digits
+    t = tiny("ws", "{\"type\":\"WhitespaceSplit\"}", NULL, NULL, NULL);
+    expect(t, "WhitespaceSplit", "ab  c", 0, (int[]){9, 5}, 2);
+    ked_tokenizer_free(t);
+    t = tiny("ws2",
+             "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Whitespace\"},"
+             "{\"type\":\"Digits\",\"individual_digits\":true}]}",
+             NULL, NULL, NULL);
+    expect(t, "Whitespace", "ab  c", 0, (int[]){9, 5}, 2);
     ked_tokenizer_free(t);
 
     // the streaming decoder holds back half a character: 😀 is four byte-fallback tokens
