@@ -33,11 +33,12 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
 
     // the trained tensors, made writable, with gradient buffers
     temp_weight tw[FT_MAX_TENSORS];
-    float *w0[FT_MAX_TENSORS];
+    float *w0[FT_MAX_TENSORS], *had_grad[FT_MAX_TENSORS];
     edit_adam adam[FT_MAX_TENSORS];
     int nw = 0;
     memset(tw, 0, sizeof tw);
     memset(w0, 0, sizeof w0);
+    memset(had_grad, 0, sizeof had_grad);
     memset(adam, 0, sizeof adam);
     int *ids = ked_malloc(sizeof(int) * (size_t)T, "FT", err);
     int *lidx = ked_malloc(sizeof(int) * (size_t)nt, "FT", err);
@@ -60,7 +61,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
             size_t n = (size_t)(q->rows * q->cols);
             nw++;
             w0[nw - 1] = tw[nw - 1].orig;
-            q->grad = ked_calloc(n, sizeof(float), "FT gradient", err);
+            had_grad[nw - 1] = q->grad; // a buffer someone enabled stays theirs
+            if (!q->grad) q->grad = ked_calloc(n, sizeof(float), "FT gradient", err);
             if (!q->grad) { st = KED_ERR_NOMEM; goto done; }
             if ((st = edit_adam_init(&adam[nw - 1], (int64_t)n, hp->lr, hp->weight_decay, err))) goto done;
         }
@@ -150,7 +152,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     p = NULL;
 done:
     for (int k = nw - 1; k >= 0; k--) {
-        if (tw[k].p) { free(tw[k].p->grad); tw[k].p->grad = NULL; }
+        if (tw[k].p && !had_grad[k]) { free(tw[k].p->grad); tw[k].p->grad = NULL; }
+        else if (tw[k].p) memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
         temp_weight_end(&tw[k]);
         edit_adam_free(&adam[k]);
     }

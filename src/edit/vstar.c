@@ -51,6 +51,9 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
     if (layer < 0 || layer >= cfg->n_layer)
         return ked_fail(err, KED_ERR_ARG, "edit layer %d outside the model's layers 0..%d", layer,
                         cfg->n_layer - 1);
+    if (hp->v_num_grad_steps < 1)
+        return ked_fail(err, KED_ERR_ARG, "%s: v_num_grad_steps %d must be at least 1", hp->source,
+                        hp->v_num_grad_steps);
     if (n_rw < 1 || nt < 1)
         return ked_fail(err, KED_ERR_ARG, "v*: needs at least one template and one target token");
     if (hook_width(cfg, hp->v_point) != C)
