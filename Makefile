@@ -97,5 +97,17 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/ked
 	@sh cli/demo.sh $(BUILD)/ked
 
+# the default model models/ked-facts (docs/training.md): corpus, tokenizer, training (resumable:
+# run it again after an interruption), installation and accuracy. KF_THREADS=N to use N threads.
+.PHONY: ked-facts
+ked-facts: deps
+	@$(MAKE) --no-print-directory $(BUILD)/ked $(BUILD)/tools/kf_corpus $(BUILD)/tools/kf_eval
+	@sh tools/ked_facts.sh $(BUILD)
+
+$(BUILD)/tools/%: tools/%.c $(wildcard tools/*.h) $(BUILD)/libked.a
+	@mkdir -p $(dir $@)
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/libked.a -o $@ $(LDLIBS)
+
 clean:
 	rm -rf build build-san

@@ -15,7 +15,10 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
     X(generate, "generate text from a prompt")                                             \
     X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
     X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m); --patch writes the patch") \
-    X(tokenize, "print the token ids, pieces and byte offsets of a text")
+    X(eval, "evaluate an editing method on ZsRE/CounterFact/KnowEdit data as EasyEdit does") \
+    X(tokenize, "print the token ids, pieces and byte offsets of a text")                  \
+    X(train, "train a model from scratch or a checkpoint (AdamW, resumable checkpoints)")  \
+    X(tokenizer_train, "learn a byte-level BPE tokenizer.json from text")
 
 #define DECLARE(name, help) int cmd_##name(int argc, char **argv);
 KED_COMMANDS(DECLARE)

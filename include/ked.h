@@ -315,6 +315,80 @@ void ked_set_threads(int n);
 /* KED-SECTION model: end */
 
 /* ------------------------------------------------------------------------------------------ */
+/* training (src/train/)                                                                       */
+/* KED-SECTION train: begin */
+// ked trains small decoders from scratch or from a checkpoint (docs/training.md). A run writes
+// Hugging Face directories that ked_model_load (and transformers) read back.
+
+// The sizes of a fresh LLaMA, initialised as Hugging Face does: linear and embedding weights
+// normal(0, init_std), norms 1.
+typedef struct {
+    int n_layer, d_model, n_head, n_kv_head, d_ff, vocab, max_pos;
+    float rope_theta, norm_eps, init_std;
+    int tied;               // tie the lm head to the token embedding
+    int bos_id, eos_id;     // written to config.json (-1: null)
+    uint64_t seed;
+} ked_init_opts;
+ked_init_opts ked_init_defaults(void); // 4 layers, 256 wide, 8 heads, d_ff 688, vocab 4096
+// ked_model_init_write: write config.json + model.safetensors of a fresh LLaMA into dir (created
+// when missing; files written atomically). Deterministic for a given seed.
+ked_status ked_model_init_write(const char *dir, const ked_init_opts *o, ked_error *err);
+
+// one progress report: after a step (eval_loss NaN) or after an evaluation (eval_loss set)
+typedef struct {
+    long step, steps;       // steps done, steps in all
+    int epoch;
+    float loss;             // training loss of this step's batch
+    float lr, grad_norm;    // learning rate used, gradient norm before clipping
+    float eval_loss;        // NaN unless this report carries an evaluation
+    double tokens_per_s;    // since this process started training
+    double elapsed_s, eta_s;
+    long tokens;            // tokens trained on so far (whole run, across resumes)
+} ked_train_progress;
+
+typedef struct {
+    const char *model;      // HF directory to start from (unused when out_dir holds a checkpoint)
+    const char *tokenizer;  // tokenizer.json (copied into every checkpoint)
+    const char *data;       // corpus: .jsonl ({"text": ...} per line) or text (one document a line)
+    const char *out_dir;    // checkpoints out_dir/checkpoint-STEP (the last one is the model)
+    int batch, seq;         // B rows of T tokens per step (documents packed, EOS between)
+    long steps;             // optimizer steps in all
+    int warmup;             // linear warmup steps, then cosine decay to min_lr
+    float lr, min_lr, weight_decay, beta1, beta2, eps, clip; // AdamW; clip: global norm (0: off)
+    float eval_frac;        // share of documents held out for the evaluation loss
+    int eval_every, eval_batches; // evaluate every eval_every steps on eval_batches batches
+    int ckpt_every;         // checkpoint every ckpt_every steps (and at the end)
+    int keep;               // checkpoints kept (older ones removed); >= 1
+    long stop_at;           // > 0: stop after this step as if interrupted (a checkpoint is written)
+    uint64_t seed;          // data order
+    int progress_every;     // steps between progress reports
+    void (*on_progress)(const ked_train_progress *p, void *user);
+    void *user;
+} ked_train_opts;
+ked_train_opts ked_train_defaults(void);
+// ked_train: train (or resume: when out_dir holds a checkpoint, training continues from the
+// latest one exactly as the uninterrupted run would, bitwise for the same thread count). Each
+// checkpoint is written into a temporary folder and renamed: an HF directory (config.json,
+// model.safetensors, tokenizer.json) plus optimizer.safetensors and trainer_state.json.
+ked_status ked_train(const ked_train_opts *o, ked_error *err);
+
+// Byte-level BPE training in the manner of Hugging Face's BpeTrainer: GPT-2's byte-to-unicode
+// alphabet (all 256 bytes), GPT-2's split regex, merges by pair frequency (ties: the smaller
+// pair of ids), special tokens first.
+typedef struct {
+    int vocab_size;         // special tokens + 256 bytes + merges
+    int min_frequency;      // a pair seen fewer times is not merged
+    const char *const *special; // special tokens (ids 0..n_special-1); the first is BOS/EOS
+    int n_special;
+} ked_bpe_opts;
+ked_bpe_opts ked_bpe_defaults(void); // 4096, 2, {"<|endoftext|>"}
+// ked_bpe_train: learn from the files (text, or .jsonl {"text"} lines) and write tokenizer.json
+// to out_path (and tokenizer_config.json beside it, naming the first special token BOS/EOS).
+ked_status ked_bpe_train(const char *const *files, int n_files, const ked_bpe_opts *o,
+                         const char *out_path, ked_error *err);
+/* KED-SECTION train: end */
+
+/* ------------------------------------------------------------------------------------------ */
 /* editing (src/edit/)                                                                         */
 /* KED-SECTION edit: begin */
 // Editing (docs/editing.md). An edit is a patch over an immutable base (design.md §2): per
@@ -460,6 +534,122 @@ ked_status ked_edit_token_accuracy(const ked_model *m, const ked_tokenizer *tok,
                                    const char *prompt, const char *target, float *acc,
                                    int **pred, int *n_pred, ked_error *err);
 /* KED-SECTION edit: end */
+
+/* ------------------------------------------------------------------------------------------ */
+/* evaluation (src/eval/, src/io/dataset.c)                                                    */
+/* KED-SECTION eval: begin */
+// Evaluation as EasyEdit defines it (docs/evaluation.md; easyedit-reference.md §4): for each
+// case the teacher-forced token accuracies of the rewrite and rephrase prompts, locality (the
+// post-edit argmax tokens against the pre-edit ones), portability, fluency (n-gram entropy of a
+// sampled generation), before ("pre") and after ("post") the edit, in EasyEdit's JSON layout;
+// plus the ROME paper's CounterFact probability scores. Data in the formats users have.
+
+typedef enum {
+    KED_DATA_AUTO = 0,       // detected from the first record
+    KED_DATA_ZSRE,           // EasyEdit's ZsRE (src, alt, rephrase, loc, loc_ans[, portability])
+    KED_DATA_COUNTERFACT,    // ROME/MEMIT schema (requested_rewrite, paraphrase_prompts, ...)
+    KED_DATA_COUNTERFACT_EE, // EasyEdit's schema (prompt, target_new, ground_truth, locality_prompt, ...)
+    KED_DATA_KNOWEDIT,       // KnowEdit (ZsRE, wiki_counterfact, wiki_recent: locality/portability objects)
+} ked_data_format;
+const char *ked_data_format_name(ked_data_format f); // "auto", "zsre", "counterfact", "counterfact-ee", "knowedit"
+int ked_data_format_parse(const char *name);          // -1 if unknown
+
+// One case: an EasyEdit request (prompt with the subject in place of "{}") and what is scored.
+typedef struct {
+    int record;                       // index of the record in the file (0-based)
+    ked_request req;                  // req.rephrase = rephrases[0] or NULL
+    const char *const *rephrases;     // rephrase prompts (rephrase_acc: one value each)
+    int n_rephrases;
+    const char *const *paraphrases;   // the ROME paraphrase score's prompts
+    int n_paraphrases;
+    int counterfact;                  // 1: ROME's probability scores apply (a true target;
+                                      // neighbourhood = the locality group "neighborhood")
+} ked_case;
+
+typedef struct ked_dataset ked_dataset;
+// ked_dataset_load: read a JSON file (jansson) in format fmt (KED_DATA_AUTO: detected). Records
+// with an empty target_new are skipped, locality/portability entries with an empty answer are
+// dropped (both counted); a malformed record is an error naming the file, the record index and
+// the field.
+ked_status ked_dataset_load(const char *path, ked_data_format fmt, ked_dataset **out, ked_error *err);
+void ked_dataset_free(ked_dataset *d);
+ked_data_format ked_dataset_format(const ked_dataset *d);
+int ked_dataset_n(const ked_dataset *d);                       // cases kept
+const ked_case *ked_dataset_case(const ked_dataset *d, int i); // NULL when out of range
+int ked_dataset_n_records(const ked_dataset *d);               // records in the file
+int ked_dataset_n_skipped(const ked_dataset *d);               // records skipped (empty target)
+int ked_dataset_n_dropped(const ked_dataset *d);               // answers dropped (empty)
+
+// ---- metrics on one model as it is now (one prompt at a time: batching never changes a number)
+// ked_eval_teacher_forced: text = prompt + " " + target (the target's own leading spaces
+// removed), both encoded with BOS; the k = |text ids| - |prompt ids| last tokens are the labels,
+// pred[j] the argmax after the prefix before label j (EasyEdit's test_prediction_acc), *acc the
+// share of agreeing tokens (NaN when k == 0) and *nll the mean of -ln p(label j) (ROME's
+// per-token NLL). pred/labels (may be NULL) receive malloc'd arrays of *k ids.
+ked_status ked_eval_teacher_forced(const ked_model *m, const ked_tokenizer *tok, const char *prompt,
+                                   const char *target, double *acc, double *nll, int **pred,
+                                   int **labels, int *k, ked_error *err);
+// ked_eval_locality: EasyEdit's locality of one prompt: the share of positions where the
+// post-edit argmax ids equal the pre-edit ones (NaN when n == 0).
+double ked_eval_locality(const int *pre, const int *post, int n);
+// ked_word_tokenize: nltk.word_tokenize's Treebank rules (NLTKWordTokenizer) after a simple
+// sentence split (punkt's data is not available; docs/evaluation.md). *tokens: malloc'd array
+// of malloc'd strings, freed with ked_word_tokens_free.
+ked_status ked_word_tokenize(const char *text, char ***tokens, int *n, ked_error *err);
+void ked_word_tokens_free(char **tokens, int n);
+// ked_ngram_entropy: EasyEdit's compute_n_gram_entropy: mean(2/3 H_2, 4/3 H_3), H_n the entropy
+// (bits) of the n-gram frequencies of the word tokens.
+ked_status ked_ngram_entropy(const char *text, double *out, ked_error *err);
+
+// ---- a whole evaluation run (single, sequential or batch), resumable from its output file
+typedef struct {
+    int done, total;          // cases finished, cases in all
+    const char *phase;        // "pre", "edit", "post_final"
+    double elapsed_s, edits_per_s, eta_s;
+} ked_eval_progress;
+
+typedef struct {
+    const char *method;       // an editing method, or "none" (pre only)
+    const ked_hparams *hp;    // the method's hyperparameters (unused for "none")
+    int n, offset;            // cases offset .. offset+n-1 of the dataset (n <= 0: to the end)
+    int sequential;           // edits accumulate (post after each edit or batch, post_final at the end)
+    int batch;                // B >= 1 requests edited one after another, then evaluated together
+    uint64_t seed;            // context templates and fluency sampling
+    int fluency;              // 1: fluency (n-gram entropy of a 100-token top-k 5 generation)
+    int fluency_len;          // total tokens of the generation, prompt included (EasyEdit: 100)
+    const char *out;          // results JSON, written atomically after each case or batch; a
+                              // file from an interrupted run of the same settings is resumed
+    const char *model_name;   // recorded in the file (checked on resume); NULL: the model path
+    const char *data_name;    // likewise, the data file
+    void (*on_progress)(const ked_eval_progress *p, void *user);
+    void *user;
+} ked_eval_opts;
+ked_eval_opts ked_eval_defaults(void); // method "none", batch 1, fluency on (100 tokens), seed 0
+
+// summary means over cases as KnowEdit's script computes them (x100; fluency: entropy x100),
+// and the ROME CounterFact scores (x100): efficacy/paraphrase/neighbourhood score and magnitude
+typedef struct {
+    int n;                    // cases with a value
+    double mean;              // NaN when n == 0
+} ked_eval_stat;
+typedef struct {
+    ked_eval_stat rewrite, rephrase, portability, locality, fluency;
+    ked_eval_stat es, em, ps, pm, ns, nm;
+} ked_eval_stage;
+typedef struct {
+    int n_cases;
+    int has_post, has_post_final;
+    ked_eval_stage pre, post, post_final;
+} ked_eval_summary;
+
+// ked_eval_run: evaluate (and edit, unless the method is "none") the cases of d, writing
+// opts->out; returns the summary, and the printed table (malloc'd, may be NULL) in *table.
+ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_dataset *d,
+                        const ked_eval_opts *o, ked_eval_summary *sum, char **table, ked_error *err);
+// ked_eval_summarize: the summary and table of a results file written by ked_eval_run.
+ked_status ked_eval_summarize(const char *results_path, ked_eval_summary *sum, char **table,
+                              ked_error *err);
+/* KED-SECTION eval: end */
 
 #ifdef __cplusplus
 }
