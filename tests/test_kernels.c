@@ -799,14 +799,15 @@ static void test_losses(void) {
 // ---- matmul with f16 / bf16 weights ---------------------------------------------------------------
 
 // matmul_forward_w16 / _backward_w16 against matmul_forward / _backward on the widened weights,
-// for both dtypes, both paths (fused dot for N <= 8, widened blocks + sgemm above), OC across
-// several MATMUL_W16_BLOCKs, with and without bias
+// for both dtypes, both paths (fused dot for N <= 64, widened blocks + sgemm above), OC across
+// several blocks, with and without bias
 static void test_matmul_w16(void) {
     printf("matmul with f16/bf16 weights\n");
-    const int IC = 70, OC = 2 * MATMUL_W16_BLOCK + 37, Ns[] = {1, 3, 8, 9, 40};
+    // IC 9000: 233 rows per widened block, so OC 600 takes three blocks
+    const int IC = 9000, OC = 600, Ns[] = {1, 3, 8, 33, 64, 65, 80};
     float *w = rnd((size_t)OC * IC, 1), *wf = zeros((size_t)OC * IC), *bias = rnd(OC, 1);
     uint16_t *w16 = malloc(sizeof(uint16_t) * (size_t)OC * IC);
-    float *scratch = zeros((size_t)MATMUL_W16_BLOCK * IC);
+    float *scratch = zeros(matmul_w16_scratch(IC, OC));
     double worst = 0;
     for (int bf16 = 0; bf16 <= 1; bf16++) {
         if (bf16) { ked_f32_to_bf16_row(w, w16, (size_t)OC * IC); ked_bf16_to_f32_row(w16, wf, (size_t)OC * IC); }

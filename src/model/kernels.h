@@ -29,10 +29,22 @@ void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *do
                            const float *inp, const float *w, int N, int IC, int OC);
 
 // Half-precision weights: the same two contracts with w (OC, IC) held as f16 (bf16 = 0) or bf16
-// (bf16 = 1) 16-bit values, widened to f32 inside: for small N (decoding) row by row into a stack
-// buffer (a fused dot product), otherwise MATMUL_W16_BLOCK rows at a time into `scratch`
-// (MATMUL_W16_BLOCK * IC floats, from the caller) and through sgemm. Compute is f32.
-#define MATMUL_W16_BLOCK 128
+// (bf16 = 1) 16-bit values, widened to f32 inside: for N <= 64 rows (decoding, short prompts)
+// chunk by chunk of each weight row into a stack buffer (a fused dot product, weights read once
+// as 16-bit), otherwise matmul_w16_rows(IC, OC) rows at a time into `scratch` (from the caller:
+// matmul_w16_scratch(IC, OC) floats, at most 8 MiB unless one row is larger) and through sgemm.
+// Compute is f32.
+#ifndef MATMUL_W16_SCRATCH
+#define MATMUL_W16_SCRATCH ((size_t)1 << 21) // floats of widened weights per block
+#endif
+static inline int matmul_w16_rows(int IC, int OC) {
+    size_t r = IC > 0 ? MATMUL_W16_SCRATCH / (size_t)IC : (size_t)OC;
+    if (r < 1) r = 1;
+    return r < (size_t)OC ? (int)r : OC;
+}
+static inline size_t matmul_w16_scratch(int IC, int OC) {
+    return (size_t)matmul_w16_rows(IC, OC) * (size_t)(IC > 0 ? IC : 0);
+}
 void matmul_forward_w16(float *out, const float *inp, const uint16_t *w, int bf16,
                         const float *bias, int N, int IC, int OC, float *scratch);
 // dw, dbias as matmul_backward (they do not read w); dinp += dout @ widen(w)

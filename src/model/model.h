@@ -158,7 +158,7 @@ struct ked_run {
     int n_hooks;
     // backward scratch
     float *d_resid, *d_h, *d_mid, *d_atty, *d_q, *d_k, *d_v, *d_key, *d_gate, *d_up, *d_sel;
-    float *wscratch;             // (MATMUL_W16_BLOCK, widest in-features): half weights widened
+    float *wscratch;             // matmul_w16_scratch floats: half weights widened (kernels.h)
     void *block;                 // the one allocation everything above points into
     size_t bytes;
 };

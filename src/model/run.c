@@ -67,9 +67,15 @@ static void layout(ked_run *r, carver *cv) {
     r->logits = carve(cv, N * V);
     r->cache_resid = carve(cv, N * C);
     if (model_has_half(r->m)) { // matmul_forward_w16 / _backward_w16 widen weight rows here
-        size_t in_max = C > HD ? C : HD;
-        in_max = in_max > F ? in_max : F;
-        r->wscratch = carve(cv, (size_t)MATMUL_W16_BLOCK * in_max);
+        // every (in, out) shape a product of the decoder has
+        const int shapes[6][2] = {{(int)C, (int)HD}, {(int)C, (int)KVD}, {(int)HD, (int)C},
+                                  {(int)C, (int)F},  {(int)F, (int)C},   {(int)C, (int)V}};
+        size_t need = 0;
+        for (int i = 0; i < 6; i++) {
+            size_t s = matmul_w16_scratch(shapes[i][0], shapes[i][1]);
+            need = s > need ? s : need;
+        }
+        r->wscratch = carve(cv, need);
     }
     if (r->backward) {
         r->dlogits = carve(cv, N * V);
