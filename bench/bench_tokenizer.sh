@@ -6,6 +6,7 @@
 BUILD=${1:-build}
 WT=${2:-/work/shared/corpora/wikitext2_raw_test.txt}
 make --no-print-directory BUILD="$BUILD" "$BUILD/bench/bench_tokenizer" >/dev/null || exit 1
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (times are CPU seconds of one thread; a loaded machine still slows them)"
 C=$("$BUILD/bench/bench_tokenizer" "$WT") || exit 1
 echo "$C" | sed 's/^/ked  /'
 PY=/usr/bin/python3
