@@ -54,9 +54,13 @@ static ked_status read_part(st_file *f, const char *name, int64_t d0, int64_t d1
                             ked_error *err) {
     const st_tensor *t = st_find(f, name);
     if (!t) return ked_fail(err, KED_ERR_FORMAT, "%s: missing tensor '%s'", st_path(f), name);
-    if (t->ndim != 2 || t->shape[0] != d0 || (d1 >= 0 && t->shape[1] != d1) || t->shape[1] <= 0)
-        return ked_fail(err, KED_ERR_FORMAT, "%s: tensor '%s' should be (%lld, %lld)", st_path(f),
-                        name, (long long)d0, (long long)d1);
+    if (t->ndim != 2 || t->shape[0] != d0 || (d1 >= 0 && t->shape[1] != d1) || t->shape[1] <= 0) {
+        char want[64];
+        if (d1 >= 0) snprintf(want, sizeof want, "(%lld, %lld)", (long long)d0, (long long)d1);
+        else snprintf(want, sizeof want, "(%lld, rank)", (long long)d0);
+        return ked_fail(err, KED_ERR_FORMAT, "%s: tensor '%s' should be %s for this model",
+                        st_path(f), name, want);
+    }
     float *buf = ked_malloc(sizeof(float) * (size_t)t->numel, "patch tensor", err);
     if (!buf) return KED_ERR_NOMEM;
     ked_status st = st_to_f32(f, t, buf, err);
