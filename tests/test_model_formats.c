@@ -11,6 +11,8 @@
 //    st_write_dir loads and gives bit-identical logits; bad indexes (a missing shard, a tensor
 //    in two shards, a shard lacking a listed tensor) fail through ked_model_load with errors
 //    naming the file and the tensor, and leave *out untouched.
+//  - config fields of LLaMA-3, Mistral, Qwen2, GPT-J and GPT-NeoX that change the computation:
+//    values ked does not implement are errors naming the field.
 #include "test.h"
 
 #include <errno.h>
@@ -18,6 +20,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "ked.h"
 #include "io/safetensors.h"
@@ -345,6 +349,83 @@ static void test_sharded(const char *src, const char *name) {
     free(orig);
 }
 
+// a copy of src (config.json edited by `edit`, then the weights) under root/name
+static void cfg_case(const char *what, const char *src, const char *name, const char *key,
+                     json_t *value, ked_status st, const char *s1, const char *s2) {
+    char dir[512], a[700], b[700];
+    new_model_dir(dir, sizeof dir, src, name);
+    snprintf(a, sizeof a, "%s/config.json", dir);
+    json_error_t je;
+    json_t *cfg = json_load_file(a, 0, &je);
+    if (!cfg) { fprintf(stderr, "%s: %s\n", a, je.text); exit(1); }
+    if (value) json_object_set_new(cfg, key, value);
+    else json_object_del(cfg, key);
+    json_dump_file(cfg, a, JSON_INDENT(2));
+    json_decref(cfg);
+    snprintf(a, sizeof a, "%s/model.safetensors", src);
+    snprintf(b, sizeof b, "%s/model.safetensors", dir);
+    copy_file(a, b);
+    snprintf(a, sizeof a, "%s/config.json", dir);
+    expect_fail(what, dir, st, s1 ? s1 : a, s2);
+}
+
+// config fields of the newer families that change the computation: values ked does not
+// implement are errors naming the field (and the file)
+static void test_config_fields(void) {
+    const char *L3 = "tests/data/tiny-llama3", *MI = "tests/data/tiny-mistral";
+    const char *QW = "tests/data/tiny-qwen2", *GJ = "tests/data/tiny-gptj";
+    const char *NX = "tests/data/tiny-neox";
+    cfg_case("qwen2 use_sliding_window", QW, "c1", "use_sliding_window", json_true(),
+             KED_ERR_UNSUPPORTED, "'use_sliding_window'", "config.json");
+    cfg_case("llama rope_scaling yarn", L3, "c2", "rope_scaling",
+             json_pack("{sssf}", "rope_type", "yarn", "factor", 4.0), KED_ERR_UNSUPPORTED,
+             "'rope_scaling'", "yarn");
+    cfg_case("llama rope_scaling linear", L3, "c2b", "rope_scaling",
+             json_pack("{sssf}", "type", "linear", "factor", 2.0), KED_ERR_UNSUPPORTED,
+             "'rope_scaling'", "linear");
+    cfg_case("llama3 scaling lacks factor", L3, "c3", "rope_scaling",
+             json_pack("{sssfsfsi}", "rope_type", "llama3", "low_freq_factor", 1.0,
+                       "high_freq_factor", 4.0, "original_max_position_embeddings", 64),
+             KED_ERR_FORMAT, "'rope_scaling.factor'", "config.json");
+    cfg_case("llama3 high <= low", L3, "c3b", "rope_scaling",
+             json_pack("{sssfsfsfsi}", "rope_type", "llama3", "factor", 8.0, "low_freq_factor",
+                       4.0, "high_freq_factor", 1.0, "original_max_position_embeddings", 64),
+             KED_ERR_FORMAT, "'rope_scaling.high_freq_factor'", NULL);
+    cfg_case("mistral sliding_window -1", MI, "c4", "sliding_window", json_integer(-1),
+             KED_ERR_FORMAT, "'sliding_window'", NULL);
+    cfg_case("mistral hidden_act gelu", MI, "c4b", "hidden_act", json_string("gelu"),
+             KED_ERR_UNSUPPORTED, "'hidden_act'", "gelu");
+    cfg_case("gptj activation relu", GJ, "c5", "activation_function", json_string("relu"),
+             KED_ERR_UNSUPPORTED, "'activation_function'", "relu");
+    cfg_case("gptj tied head", GJ, "c6", "tie_word_embeddings", json_true(), KED_ERR_UNSUPPORTED,
+             "'tie_word_embeddings'", NULL);
+    cfg_case("gptj rotary_dim 5", GJ, "c7", "rotary_dim", json_integer(5), KED_ERR_FORMAT,
+             "'rotary_dim'", NULL);
+    cfg_case("neox hidden_act relu", NX, "c8", "hidden_act", json_string("relu"),
+             KED_ERR_UNSUPPORTED, "'hidden_act'", "relu");
+    cfg_case("neox rotary_pct 0.1", NX, "c9", "rotary_pct", json_real(0.1), KED_ERR_UNSUPPORTED,
+             "'rotary_pct'", NULL);
+    cfg_case("neox rotary_pct 0.375", NX, "c10", "rotary_pct", json_real(0.375),
+             KED_ERR_UNSUPPORTED, "'rotary_pct'", NULL);
+    cfg_case("neox parallel residual 'yes'", NX, "c11", "use_parallel_residual",
+             json_string("yes"), KED_ERR_FORMAT, "'use_parallel_residual'", NULL);
+    cfg_case("neox rope_scaling dynamic", NX, "c12", "rope_scaling",
+             json_pack("{sssf}", "type", "dynamic", "factor", 2.0), KED_ERR_UNSUPPORTED,
+             "'rope_scaling'", NULL);
+    // attention_bias false while the weights hold q/k/v biases: the stored tensor is named
+    cfg_case("neox attention_bias false", NX, "c13", "attention_bias", json_false(),
+             KED_ERR_FORMAT, ".attention.", "model.safetensors");
+    // use_parallel_residual false on parallel-trained weights loads (it is a valid config)
+    char dir[512], a[700], b[700];
+    new_model_dir(dir, sizeof dir, NX, "c14");
+    snprintf(a, sizeof a, "%s/model.safetensors", NX);
+    snprintf(b, sizeof b, "%s/model.safetensors", dir);
+    copy_file(a, b);
+    ked_model *m = load(dir, 0);
+    CHECK(ked_model_config(m)->block == KED_BLOCK_PARALLEL, "tiny-neox is parallel");
+    ked_model_free(m);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/ked_test_model_formats.XXXXXX");
     if (!mkdtemp(root)) { perror("mkdtemp"); return 1; }
@@ -355,6 +436,8 @@ int main(void) {
         test_half(models[i][0], models[i][1], KED_BF16, 0.03f);
         test_half(models[i][0], models[i][1], KED_F16, 0.003f);
     }
+    printf("config fields of the newer families\n");
+    test_config_fields();
     printf("sharded checkpoints\n");
     test_sharded("tests/data/tiny-neox", "neox-sharded");
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -291,6 +291,10 @@ static ked_status gptj_read_config(json_t *r, const char *path, ked_config *c, k
     TRY(cfg_int(r, path, "n_inner", 0, &c->d_ff, err));
     if (c->d_ff == 0) c->d_ff = 4 * c->d_model;
     TRY(cfg_int(r, path, "rotary_dim", 0, &c->rot_dim, err)); // null: the whole head
+    if (c->rot_dim && c->n_head > 0 && c->d_model % c->n_head == 0 &&
+        (c->rot_dim % 2 || c->rot_dim > c->d_model / c->n_head))
+        return ked_fail(err, KED_ERR_FORMAT, "%s: field 'rotary_dim' (%d) must be even and at most "
+                        "the head size %d", path, c->rot_dim, c->d_model / c->n_head);
     TRY(cfg_float(r, path, "layer_norm_epsilon", 1e-5f, &c->norm_eps, err));
     TRY(cfg_bool(r, path, "tie_word_embeddings", 0, &c->tied_head, err));
     TRY(cfg_unsupported_if(c->tied_head, path, "tie_word_embeddings",
@@ -376,9 +380,10 @@ static ked_status neox_read_config(json_t *r, const char *path, ked_config *c, k
     if (c->n_head > 0 && c->d_model % c->n_head == 0) {
         // modeling_gpt_neox.py: rotary_ndims = int(head_size * rotary_pct)
         c->rot_dim = (int)((double)(c->d_model / c->n_head) * pct);
-        if (c->rot_dim == 0)
-            return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field 'rotary_pct' (%g) leaves no "
-                            "rotary dimensions", path, pct);
+        if (c->rot_dim == 0 || c->rot_dim % 2)
+            return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field 'rotary_pct' (%g) gives %d rotary "
+                            "dimensions of %d; ked needs an even, non-zero number", path, pct,
+                            c->rot_dim, c->d_model / c->n_head);
     }
     c->n_kv_head = c->n_head;
     c->head_dim = 0;
