@@ -175,6 +175,52 @@ static void test_family(const char *dir) {
     }
     rome_trace_free(&tr);
 
+    // R-ROME: same v*, k0 and v0 averaged over the templates
+    printf("== R-ROME, %s layer 0\n", dir);
+    p = NULL;
+    memset(&tr, 0, sizeof tr);
+    CHECK_OK(edit_rome_case(m, &hp, &c, 1, NULL, &p, &tr, NULL, &err), &err);
+    if (p) {
+        check_vec("k0 (mean)", tr.k0, "rome.rrome_k0", (size_t)F, 1e-5f);
+        check_vec("v0 (mean)", tr.v0, "rome.rrome_v0", (size_t)C, 1e-5f);
+        check_vec("right", tr.right, "rome.rrome_right", (size_t)C, 2e-5f);
+        CHECK(!strcmp(p->method, "r-rome"), "method %s", p->method);
+        ked_patch_free(p);
+    }
+    rome_trace_free(&tr);
+
+    // FT-L with a norm constraint (tests/ref/edit_ref.py FT_L)
+    printf("== FT-L, %s layer 1, norm_constraint 2e-3\n", dir);
+    {
+        ked_hparams hl;
+        CHECK_OK(ked_hparams_defaults(m, "ft-l", &hl, &err), &err);
+        hl.layers[0] = 1;
+        hl.lr = 1e-2f;
+        hl.num_steps = 6;
+        hl.norm_constraint = 2e-3f;
+        hl.ft_bias = 1;
+        ked_edit_info li;
+        p = NULL;
+        CHECK_OK(edit_ft_case(m, &hl, &c, NULL, &p, &li, &err), &err);
+        if (p) {
+            int bias = !strcmp(fam, "gpt2");
+            CHECK(p->n == 1 + bias && !strcmp(p->method, "ft-l"), "FT-L patch shape");
+            check_vec("weight delta", p->e[0].delta, "ft_l.dW", (size_t)C * F, 5e-4f);
+            if (bias && p->n == 2) check_vec("bias delta", p->e[1].delta, "ft_l.dB", (size_t)C, 5e-4f);
+            int64_t nl;
+            float *wl = getfam("ft_l.losses", &nl);
+            float worst = 0;
+            CHECK(li.n_steps == nl, "FT-L steps %d vs reference %lld", li.n_steps, (long long)nl);
+            for (int i = 0; i < li.n_steps && i < nl; i++)
+                if (fabsf(li.loss[i] - wl[i]) > worst) worst = fabsf(li.loss[i] - wl[i]);
+            printf("  losses            max abs diff %.3g over %d steps (%.4f -> %.4f)\n", worst,
+                   li.n_steps, li.loss[0], li.loss[li.n_steps - 1]);
+            CHECK(worst < 1e-4f, "FT-L losses differ by %g", worst);
+            free(wl);
+            ked_patch_free(p);
+        }
+    }
+
     // FT-M, layer 1, Adam lr 1e-2, 8 steps (tests/ref/edit_ref.py FT)
     printf("== FT-M, %s layer 1\n", dir);
     CHECK_OK(ked_hparams_defaults(m, "ft-m", &hp, &err), &err);

@@ -1,4 +1,4 @@
-"""PyTorch reference of ROME and FT-M on the tiny LLaMA and GPT-2 fixtures (tests/data/tiny-llama,
+"""PyTorch reference of ROME, R-ROME, FT-M and FT-L on the tiny LLaMA and GPT-2 fixtures (tests/data/tiny-llama,
 tests/data/tiny-gpt2: Conv1D layout, biases, LayerNorm, learned positions), written
 from EasyEdit's rome/compute_u.py, rome/compute_v.py, rome_main.py and ft/ft_main.py (target_new
 branch), on fixed token ids (no tokenizer) and fixed context templates. Writes
@@ -41,6 +41,7 @@ HP = dict(v_num_grad_steps=12, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4
           kl_factor=0.0625)
 FT_LAYER = 1
 FT = dict(num_steps=8, lr=1e-2)
+FT_L = dict(num_steps=6, lr=1e-2, norm_constraint=2e-3)  # FT-L with gpt2-xl's kind of clamp
 
 
 def llama(P, cfg, ids, lengths, layer_hooks=None):
@@ -230,8 +231,13 @@ def rome(P, cfg):
     vstar = target_init + delta
     right = (vstar - v0) / torch.dot(k0, u)
     dW = right.unsqueeze(1) @ u.unsqueeze(0)  # down_proj (out = d_model, in = d_ff)
+    # R-ROME (enable_random_prefix_keys): k0, v0 averaged over the context templates
+    k0m = capture(P, cfg, seqs, lks, LAYER, "mlp_key").mean(0)
+    v0m = capture(P, cfg, seqs, lks, LAYER, "mlp_out").mean(0)
+    rright = (vstar - v0m) / torch.dot(k0m, u)
     return dict(kstar=kstar, u=u, target_init=target_init, delta=delta, vstar=vstar, k0=k0, v0=v0,
-                right=right, dW=dW, losses=torch.tensor(losses, dtype=DT))
+                right=right, dW=dW, losses=torch.tensor(losses, dtype=DT), rrome_k0=k0m,
+                rrome_v0=v0m, rrome_right=rright)
 
 
 def ft_m(P, cfg):
@@ -274,6 +280,40 @@ def ft_m(P, cfg):
     return out
 
 
+def ft_l(P, cfg):
+    """EasyEdit ft_main.py, objective prompt_last (FT-L): every target token's log-prob read at the
+    prompt's last position, averaged; Adam(lr); weights clamped to w0 +- norm_constraint"""
+    name, _ = down_name(FT_LAYER)
+    names = [name] + ([name.replace(".weight", ".bias")] if FAMILY["family"] == "gpt2" else [])
+    w0 = {n: P[n].detach().clone() for n in names}
+    W = {n: w0[n].clone().requires_grad_(True) for n in names}
+    Q = dict(P)
+    Q.update(W)
+    opt = torch.optim.Adam(list(W.values()), lr=FT_L["lr"], weight_decay=0)
+    ids, lens = pad([PROMPT])
+    target_ids = torch.tensor([TARGET])
+    last_token_inds = torch.tensor(lens) - 1
+    eps = FT_L["norm_constraint"]
+    losses = []
+    for it in range(FT_L["num_steps"]):
+        opt.zero_grad()
+        probs = F.log_softmax(model(Q, cfg, ids, lens)[torch.arange(1), last_token_inds], dim=-1)
+        loss = (-(torch.gather(probs, 1, target_ids)).sum(1) / target_ids.size(1)).mean()
+        losses.append(loss.item())
+        if loss.item() >= 1e-2:
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            for n in names:
+                W[n][...] = torch.clamp(W[n], min=w0[n] - eps, max=w0[n] + eps)
+        if loss.item() < 1e-2:
+            break
+    out = dict(dW=(W[name] - w0[name]).detach(), losses=torch.tensor(losses, dtype=DT))
+    if len(names) > 1:
+        out["dB"] = (W[names[1]] - w0[names[1]]).detach()
+    return out
+
+
 def run(fam):
     FAMILY["family"] = fam
     d = os.path.join(ROOT, "tests", "data", "tiny-" + fam)
@@ -295,6 +335,12 @@ def run(fam):
         out[fam + ".ft_m.dB"] = f["dB"].numpy().astype(np.float32)
     out[fam + ".ft_m.losses"] = f["losses"].numpy().astype(np.float32)
     out[fam + ".ft_m.post_logprob"] = np.array([f["post"]], np.float32)
+    g = ft_l(P, cfg)
+    out[fam + ".ft_l.dW"] = (g["dW"].T if conv1d else g["dW"]).numpy().astype(np.float32)
+    if "dB" in g:
+        out[fam + ".ft_l.dB"] = g["dB"].numpy().astype(np.float32)
+    out[fam + ".ft_l.losses"] = g["losses"].numpy().astype(np.float32)
+    print(fam, "ft-l losses", [round(x, 5) for x in g["losses"].tolist()])
     print(fam, "rome losses", [round(x, 5) for x in r["losses"].tolist()])
     print(fam, "rome |delta| %.5f |right| %.5f logprob %.5f -> %.5f" % (
         r["delta"].norm(), r["right"].norm(), out[fam + ".rome.pre_logprob"][0],
@@ -316,7 +362,8 @@ def main():
     out["kl.lookup"] = np.array([KL[1]], np.int64)
     out["target"] = np.array(TARGET, np.int64)
     meta = {"generator": "tests/ref/edit_ref.py", "precision": "float64, stored float32",
-            "rome": json.dumps(dict(HP, layer=LAYER)), "ft_m": json.dumps(dict(FT, layer=FT_LAYER))}
+            "rome": json.dumps(dict(HP, layer=LAYER)), "ft_m": json.dumps(dict(FT, layer=FT_LAYER)),
+            "ft_l": json.dumps(dict(FT_L, layer=FT_LAYER))}
     path = os.path.join(ROOT, "tests", "data", "edit", "edit_ref.safetensors")
     st_write(path, out, meta)
     print("wrote", os.path.normpath(path))
