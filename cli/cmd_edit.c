@@ -190,19 +190,7 @@ int cmd_edit(int argc, char **argv) {
     eo.seed = (uint64_t)seed;
     eo.on_step = on_step;
     if (tmpl_path) {
-        // one template per line; the library checks each holds "{}" once
-        FILE *f = fopen(tmpl_path, "r");
-        char line[4096];
-        if (!f) { rc = cli_usage_error("edit", "cannot open --templates %s", tmpl_path); goto done; }
-        while (fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\r\n")] = 0;
-            if (!*line) continue;
-            char **nt = realloc(tmpl, sizeof *nt * (size_t)(n_tmpl + 1));
-            if (!nt) break;
-            tmpl = nt;
-            tmpl[n_tmpl++] = strdup(line);
-        }
-        fclose(f);
+        if (ked_edit_templates_read(tmpl_path, &tmpl, &n_tmpl, &err)) { rc = cli_report("edit", &err); goto done; }
         eo.templates = (const char *const *)tmpl;
         eo.n_templates = n_tmpl;
     }
@@ -275,8 +263,7 @@ save:
     }
     tm.compute_s = ked_time_s_cli() - t0;
 done:
-    for (int i = 0; i < n_tmpl; i++) free(tmpl[i]);
-    free(tmpl);
+    ked_edit_templates_free(tmpl, n_tmpl);
     free(b_ans); free(a_ans); free(b_reph); free(a_reph); free(shown);
     ked_patch_free(p);
     ked_editor_free(ed);

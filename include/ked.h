@@ -506,6 +506,14 @@ typedef struct {
     void *user;
 } ked_edit_opts;
 ked_edit_opts ked_edit_defaults(void);
+// ked_edit_templates: the context templates ked_edit would sample for hp (EasyEdit's recipe,
+// seeded), to sample once and pass to many edits through ked_edit_opts.templates (EasyEdit
+// caches them per process). *out: malloc'd array of malloc'd strings; free with
+// ked_edit_templates_free. ked_edit_templates_read: one template per line of a file.
+ked_status ked_edit_templates(const ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                              uint64_t seed, char ***out, int *n, ked_error *err);
+ked_status ked_edit_templates_read(const char *path, char ***out, int *n, ked_error *err);
+void ked_edit_templates_free(char **templates, int n);
 
 typedef struct {
     char method[16];

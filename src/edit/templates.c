@@ -102,3 +102,15 @@ ked_status edit_templates_read(const char *path, char ***out, int *n_out, ked_er
     *n_out = n;
     return KED_OK;
 }
+
+/* ---- public wrappers ------------------------------------------------------------------------ */
+
+ked_status ked_edit_templates(const ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                              uint64_t seed, char ***out, int *n, ked_error *err) {
+    return edit_templates_sample(m, tok, (const int (*)[2])hp->ctx_len, hp->n_ctx_len, seed, out, n,
+                                 err);
+}
+ked_status ked_edit_templates_read(const char *path, char ***out, int *n, ked_error *err) {
+    return edit_templates_read(path, out, n, err);
+}
+void ked_edit_templates_free(char **templates, int n) { edit_templates_free(templates, n); }
