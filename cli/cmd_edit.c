@@ -72,6 +72,22 @@ static char *greedy(const ked_model *m, const ked_tokenizer *tok, const char *pr
     return text;
 }
 
+// the values that will be used (design.md §3b: users see what the defaults resolved to)
+static void print_hparams(const ked_hparams *hp) {
+    if (hp->method[0] == 'f')
+        printf("         lr %g, num_steps %d, weight_decay %g, norm_constraint %g, objective %s%s\n",
+               hp->lr, hp->num_steps, hp->weight_decay, hp->norm_constraint,
+               hp->ft_target_new ? "target_new" : "prompt_last", hp->ft_bias ? ", bias trained" : "");
+    else {
+        printf("         v_num_grad_steps %d, v_lr %g, v_weight_decay %g, clamp_norm_factor %g, "
+               "kl_factor %g, fact_token %s, templates", hp->v_num_grad_steps, hp->v_lr,
+               hp->v_weight_decay, hp->clamp_norm_factor, hp->kl_factor,
+               hp->fact_token_last ? "last" : "subject_last");
+        for (int i = 0; i < hp->n_ctx_len; i++) printf(" [%d, %d]", hp->ctx_len[i][0], hp->ctx_len[i][1]);
+        printf("\n");
+    }
+}
+
 static void show(const char *label, const char *prompt, const char *answer) {
     printf("%-8s %s%s\n", label, prompt, answer ? answer : "?");
 }
@@ -208,7 +224,9 @@ int cmd_edit(int argc, char **argv) {
     printf("method   %s, layer", hp.method);
     for (int i = 0; i < hp.n_layers; i++) printf(" %d", hp.layers[i]);
     printf(", hparams: %s\n", hp.source);
+    print_hparams(&hp);
     b_ans = greedy(m, tok, shown, (int)max_new);
+    if (!b_ans) { rc = 1; goto done; } // reported
     show("before", shown, b_ans);
     if (rephrase) { b_reph = greedy(m, tok, rephrase, (int)max_new); show("", rephrase, b_reph); }
     float acc0 = 0, acc1 = 0, racc0 = 0, racc1 = 0;
