@@ -65,6 +65,7 @@ void cli_timing_start(cli_timing *t) {
 }
 
 void cli_timing_print(const cli_timing *t) {
+    fflush(stdout);
     double total = ked_time_s_cli() - t->t_start;
     fprintf(stderr, "\n-- timing: load %.3f s, compute %.3f s, total %.3f s", t->load_s,
             t->compute_s, total);

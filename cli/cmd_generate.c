@@ -20,7 +20,8 @@ static const char *usage =
     "  --seed S            RNG seed for sampling (default 0)\n"
     "  --threads N         threads (default: all cores)\n"
     "  --keep-half         keep F16/BF16 weights 16-bit in memory (half the bytes; f32 compute)\n"
-    "  --no-stop           keep going past an end-of-sequence token\n";
+    "  --no-stop           keep going past an end-of-sequence token\n"
+    "  --patch FILE        apply an edit's patch file first (repeatable, in order)\n";
 
 typedef struct {
     ked_detok *dt;
@@ -39,6 +40,8 @@ static void on_token(int id, void *user) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *v;
+    const char *patches[64];
+    int n_patches = 0;
     ked_generate_opts o = ked_generate_defaults();
     ked_load_opts lo = ked_load_defaults();
     long threads = 0, lv;
@@ -66,6 +69,10 @@ int cmd_generate(int argc, char **argv) {
             if (!cli_parse_int(v, 1, 1024, &threads)) return cli_usage_error("generate", "bad --threads '%s'", v);
         } else if (!strcmp(argv[i], "--no-stop")) o.stop_at_eos = 0;
         else if (!strcmp(argv[i], "--keep-half")) lo.keep_half = 1;
+        else if ((v = cli_opt_value(argc, argv, &i, "--patch"))) {
+            if (n_patches == 64) return cli_usage_error("generate", "at most 64 --patch files");
+            patches[n_patches++] = v;
+        }
         else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_usage_error("generate", "unknown option '%s'", argv[i]);
         else if (!prompt) prompt = argv[i];
         else return cli_usage_error("generate", "one PROMPT only (quote it)");
@@ -80,7 +87,17 @@ int cmd_generate(int argc, char **argv) {
     ked_model *m = NULL;
     ked_tokenizer *tok = NULL;
     if (ked_model_load_ex(model_path, &lo, &m, &err)) return cli_report("generate", &err);
-    if (cli_load_tokenizer("generate", model_path, tok_path, &tok)) { ked_model_free(m); return 1; }
+    ked_editor *ed = NULL;
+    if (n_patches && ked_editor_new(m, &ed, &err)) { ked_model_free(m); return cli_report("generate", &err); }
+    for (int i = 0; i < n_patches; i++) {
+        ked_patch *p = NULL;
+        if (ked_patch_load(m, patches[i], &p, &err) || ked_editor_apply(ed, p, NULL, &err)) {
+            ked_editor_free(ed);
+            ked_model_free(m);
+            return cli_report("generate", &err);
+        }
+    }
+    if (cli_load_tokenizer("generate", model_path, tok_path, &tok)) { ked_editor_free(ed); ked_model_free(m); return 1; }
     tm.load_s = ked_time_s_cli() - tm.t_start;
 
     int *ids = NULL, n = 0, rc = 0;
@@ -115,6 +132,7 @@ int cmd_generate(int argc, char **argv) {
 done:
     free(ids);
     ked_tokenizer_free(tok);
+    ked_editor_free(ed);
     ked_model_free(m);
     cli_timing_print(&tm);
     return rc;
