@@ -415,7 +415,7 @@ static void test_config_fields(void) {
     // attention_bias false while the weights hold q/k/v biases: the stored tensor is named
     cfg_case("neox attention_bias false", NX, "c13", "attention_bias", json_false(),
              KED_ERR_FORMAT, ".attention.", "model.safetensors");
-    // use_parallel_residual false on parallel-trained weights loads (it is a valid config)
+    // an unchanged copy loads: the cases above fail for their field alone
     char dir[512], a[700], b[700];
     new_model_dir(dir, sizeof dir, NX, "c14");
     snprintf(a, sizeof a, "%s/model.safetensors", NX);
