@@ -302,7 +302,7 @@ static ked_status write_json(const vocab *v, const int (*merges)[2], int n_merge
     }
 done:
     free(buf); free(buf2);
-    json_decref(root); json_decref(added);
+    json_decref(root); json_decref(added); json_decref(vj); json_decref(mj);
     return st;
 }
 
