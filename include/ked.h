@@ -530,7 +530,8 @@ int ked_edit_method_known(const char *method);
 
 // ked_edit: compute the patch that makes m (as it is now, patches included) answer req with
 // method hp->method. The model is unchanged afterwards; apply *out with ked_editor_apply.
-// info may be NULL.
+// info may be NULL. While it runs, FT and multi-layer ROME point some of m's weights at private
+// copies: run nothing else on m meanwhile (a model is one thread's at a time).
 ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
                     const ked_request *req, const ked_edit_opts *o, ked_patch **out,
                     ked_edit_info *info, ked_error *err);
