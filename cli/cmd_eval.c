@@ -23,6 +23,7 @@ static const char *usage =
     "  --format F          auto (default), zsre, counterfact, counterfact-ee, knowedit\n"
     "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l), or none (the unedited model)\n"
     "  --hparams YAML      an EasyEdit hparams file; default: values derived from the model\n"
+    "  --layer N           edit layer N instead of the hparams' layers\n"
     "  --n N               evaluate N cases (default: all)\n"
     "  --offset K          start at case K (default 0)\n"
     "  --sequential        edits accumulate: post after each edit, post_final after the last\n"
@@ -32,8 +33,11 @@ static const char *usage =
     "  --threads N         threads (default: all cores)\n"
     "  --out FILE          results JSON (resumed when it holds an unfinished run)\n";
 
+// the progress line, at most every half second (and at the end of each phase)
 static void on_progress(const ked_eval_progress *p, void *user) {
-    (void)user;
+    double *last = user;
+    if (p->done != p->total && p->elapsed_s - *last < 0.5) return;
+    *last = p->elapsed_s;
     int el = (int)p->elapsed_s, left = isfinite(p->eta_s) ? (int)p->eta_s : -1;
     fprintf(stderr, "\r  %-10s %d/%d cases  %.2f edits/s  elapsed %d:%02d  left ", p->phase, p->done, p->total,
             p->edits_per_s, el / 60, el % 60);
@@ -46,7 +50,7 @@ static void on_progress(const ked_eval_progress *p, void *user) {
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *data = NULL, *method = NULL, *hp_path = NULL;
     const char *out = NULL, *fmt_name = "auto", *v;
-    long n = 0, offset = 0, batch = 1, seed = 0, threads = 0;
+    long n = 0, offset = 0, batch = 1, seed = 0, threads = 0, layer = -1;
     int sequential = 0, fluency = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
@@ -63,6 +67,8 @@ int cmd_eval(int argc, char **argv) {
             if (!cli_parse_int(v, 1, 1L << 30, &n)) return cli_usage_error("eval", "bad --n '%s'", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--offset"))) {
             if (!cli_parse_int(v, 0, 1L << 30, &offset)) return cli_usage_error("eval", "bad --offset '%s'", v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--layer"))) {
+            if (!cli_parse_int(v, 0, 1 << 20, &layer)) return cli_usage_error("eval", "bad --layer '%s'", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--batch"))) {
             if (!cli_parse_int(v, 1, 1024, &batch)) return cli_usage_error("eval", "bad --batch '%s' (1..1024)", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--seed"))) {
@@ -76,7 +82,7 @@ int cmd_eval(int argc, char **argv) {
     if (!out) return cli_usage_error("eval", "--out FILE is required");
     if (!method && !hp_path) return cli_usage_error("eval", "--method M is required (%s, none)", ked_edit_methods());
     int none = method && !strcmp(method, "none");
-    if (none && hp_path) return cli_usage_error("eval", "--method none takes no --hparams");
+    if (none && (hp_path || layer >= 0)) return cli_usage_error("eval", "--method none takes no --hparams or --layer");
     if (method && !none && !ked_edit_method_known(method))
         return cli_usage_error("eval", "unknown method '%s' (known: %s, none)", method, ked_edit_methods());
     int fmt = ked_data_format_parse(fmt_name);
@@ -102,6 +108,14 @@ int cmd_eval(int argc, char **argv) {
         if (hp_path ? ked_hparams_load(m, hp_path, method, &hp, &err)
                     : ked_hparams_defaults(m, method, &hp, &err)) { rc = cli_report("eval", &err); goto done; }
         if (method && strcmp(method, hp.method) && strcmp(method, "ft")) snprintf(hp.method, sizeof hp.method, "%s", method);
+        if (layer >= 0) {
+            if (layer >= ked_model_config(m)->n_layer) {
+                rc = cli_usage_error("eval", "--layer %ld: the model has layers 0..%d", layer, ked_model_config(m)->n_layer - 1);
+                goto done;
+            }
+            hp.layers[0] = (int)layer;
+            hp.n_layers = 1;
+        }
     }
     fprintf(stderr, "ked eval: %s: %d records -> %d cases (%s; %d skipped, %d answers dropped)\n", data,
             ked_dataset_n_records(d), ked_dataset_n(d), ked_data_format_name(ked_dataset_format(d)),
@@ -124,6 +138,8 @@ int cmd_eval(int argc, char **argv) {
     eo.model_name = model_path;
     eo.data_name = data;
     eo.on_progress = on_progress;
+    double last_progress = -1;
+    eo.user = &last_progress;
     ked_eval_summary sum;
     if (ked_eval_run(m, tok, d, &eo, &sum, &table, &err)) { fprintf(stderr, "\n"); rc = cli_report("eval", &err); goto done; }
     if (table) fputs(table, stdout);

@@ -103,6 +103,9 @@ static json_t *meta_json(run_ctx *r) {
     json_object_set_new(m, "format", json_string(ked_data_format_name(ked_dataset_format(r->d))));
     json_object_set_new(m, "method", json_string(r->edit ? o->hp->method : "none"));
     json_object_set_new(m, "hparams", json_string(r->edit ? o->hp->source : ""));
+    json_t *layers = json_array();
+    for (int i = 0; r->edit && i < o->hp->n_layers; i++) json_array_append_new(layers, json_integer(o->hp->layers[i]));
+    json_object_set_new(m, "layers", layers);
     json_object_set_new(m, "mode", json_string(o->sequential ? "sequential" : "single"));
     json_object_set_new(m, "batch", json_integer(r->B));
     json_object_set_new(m, "n", json_integer(r->n));

@@ -1,0 +1,164 @@
+// KED-TEST: heavy
+// test_eval_tinystories: `ked eval` end to end on models/TinyStories-656K over 50 ZsRE and 50
+// CounterFact (ROME schema) records: ROME with EasyEdit's llama-7b YAML (layer moved to 0, the
+// only other layer of this 2-layer model; tests/data/eval/README.md) and with ked's defaults,
+// FT-L with EasyEdit's FT YAML, FT-M sequential, the unedited model on KnowEdit; every metric,
+// the JSON layout, and resumed runs (from a file cut after k cases, as an interrupted run leaves
+// it) that write the same bytes as the uninterrupted ones. The tables are the figures of
+// docs/results.md.
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "ked.h"
+#include <jansson.h>
+
+static char ked_bin[512], dir[64];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    printf("$ %s\n", cmd);
+    fflush(stdout);
+    return system(cmd);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+// run ked eval with args into DIR/name.json; check the file's layout; returns the parsed file
+static json_t *eval(const char *name, const char *args, int n, int cf, int edited) {
+    char out[256];
+    snprintf(out, sizeof out, "%s/%s.json", dir, name);
+    unlink(out);
+    int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s 2>%s/%s.err", ked_bin, args, n,
+                out, dir, name);
+    CHECK(rc == 0, "%s: ked eval failed", name);
+    json_error_t je;
+    json_t *j = json_load_file(out, 0, &je);
+    CHECK(j != NULL, "%s: %s", out, je.text);
+    if (!j) return NULL;
+    json_t *res = json_object_get(j, "results");
+    CHECK((int)json_array_size(res) == n, "%s: %zu results", name, json_array_size(res));
+    CHECK(json_is_true(json_object_get(json_object_get(j, "ked_eval"), "complete")), "%s: not complete", name);
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        json_t *r = json_array_get(res, i), *pre = json_object_get(r, "pre"), *post = json_object_get(r, "post");
+        CHECK(json_integer_value(json_object_get(r, "case_id")) == (json_int_t)i, "%s: case_id", name);
+        CHECK(json_is_object(json_object_get(r, "requested_rewrite")), "%s: requested_rewrite", name);
+        CHECK(json_array_size(json_object_get(pre, "rewrite_acc")) <= 1, "%s: rewrite_acc", name);
+        CHECK(json_is_number(json_object_get(json_object_get(pre, "fluency"), "ngram_entropy")), "%s: fluency", name);
+        CHECK(json_is_object(json_object_get(pre, "locality")) && json_is_object(json_object_get(pre, "portability")),
+              "%s: sections", name);
+        CHECK(!cf || json_array_size(json_object_get(pre, "rewrite_prompts_probs")) == 1, "%s: ROME probabilities", name);
+        CHECK(!cf || json_array_size(json_object_get(pre, "neighborhood_prompts_probs")) == 10, "%s: neighbourhood", name);
+        CHECK(!cf || json_array_size(json_object_get(pre, "paraphrase_prompts_probs")) == 2, "%s: paraphrases", name);
+        CHECK(edited == (post != NULL), "%s: post", name);
+        if (post) {
+            json_t *la = json_object_get(json_object_get(post, "locality"), "neighborhood_acc");
+            CHECK(json_array_size(la) == (size_t)(cf ? 10 : 1), "%s: case %zu: locality scores", name, i);
+        }
+    }
+    char *table = NULL;
+    ked_eval_summary s;
+    ked_error err;
+    CHECK_OK(ked_eval_summarize(out, &s, &table, &err), &err);
+    if (table) printf("%s\n", table);
+    free(table);
+    return j;
+}
+
+// cut a finished file after k results (what an interrupted run leaves), resume it with the same
+// command, compare bytes
+static void resume(const char *name, const char *args, int n, int k) {
+    char full[256], part[256];
+    snprintf(full, sizeof full, "%s/%s.json", dir, name);
+    snprintf(part, sizeof part, "%s/%s.part.json", dir, name);
+    json_error_t je;
+    json_t *root = json_load_file(full, 0, &je);
+    CHECK(root != NULL, "%s: %s", full, je.text);
+    if (!root) return;
+    json_t *res = json_object_get(root, "results");
+    while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
+    for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
+    json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
+    json_dump_file(root, part, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s 2>/dev/null >/dev/null", ked_bin,
+                args, n, part);
+    CHECK(rc == 0, "%s: resume failed", name);
+    char *a = slurp(full), *b = slurp(part);
+    CHECK(a && b && !strcmp(a, b), "%s: resumed after %d of %d cases: the file differs", name, k, n);
+    printf("resumed %s after %d of %d cases: %s\n\n", name, k, n, a && b && !strcmp(a, b) ? "same bytes" : "DIFFERENT");
+    free(a);
+    free(b);
+}
+
+static double stage_val(json_t *j, const char *stage, const char *key) {
+    return json_number_value(json_object_get(json_object_get(json_object_get(j, "summary"), stage), key));
+}
+
+int main(void) {
+    const char *b = getenv("BUILD");
+    snprintf(ked_bin, sizeof ked_bin, "%s/ked", b && *b ? b : "build");
+    snprintf(dir, sizeof dir, "/tmp/ked_test_eval_ts_XXXXXX");
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    const char *Z = "--data tests/data/eval/zsre_eval_50.json";
+    const char *C = "--data tests/data/eval/counterfact_50.json";
+    char a[1024];
+
+    snprintf(a, sizeof a, "%s --method rome --hparams tests/data/eval/ROME-llama-7b-tinystories.yaml", Z);
+    json_t *zr_yaml = eval("zsre_rome_yaml", a, 50, 0, 1);
+    snprintf(a, sizeof a, "%s --method rome", Z);
+    json_t *zr_def = eval("zsre_rome_defaults", a, 50, 0, 1);
+    resume("zsre_rome_defaults", a, 50, 20);
+    snprintf(a, sizeof a, "%s --method rome --hparams tests/data/eval/ROME-llama-7b-tinystories.yaml", C);
+    json_t *cr_yaml = eval("cf_rome_yaml", a, 50, 1, 1);
+    snprintf(a, sizeof a, "%s --method rome", C);
+    json_t *cr_def = eval("cf_rome_defaults", a, 50, 1, 1);
+    snprintf(a, sizeof a, "%s --method ft --hparams tests/data/eval/FT-llama-7b-tinystories.yaml", Z);
+    json_t *zf_yaml = eval("zsre_ft_yaml", a, 50, 0, 1);
+    snprintf(a, sizeof a, "%s --method ft-m --sequential", C);
+    json_t *cf_seq = eval("cf_ftm_sequential", a, 50, 1, 1);
+    resume("cf_ftm_sequential", a, 50, 30);
+    snprintf(a, sizeof a, "%s --method ft-m --batch 10", C);
+    json_t *cf_batch = eval("cf_ftm_batch10", a, 50, 1, 1);
+    json_t *kn = eval("knowedit_recent_none", "--data tests/data/eval/knowedit_wiki_recent_50.json --method none", 56, 0, 0);
+
+    // the edits take: ROME with ked's defaults raises the rewrite accuracy and the efficacy score
+    if (zr_def) CHECK(stage_val(zr_def, "post", "Edit_Succ") > stage_val(zr_def, "pre", "Edit_Succ"), "ZsRE ROME defaults: no gain");
+    if (cr_def)
+        CHECK(stage_val(cr_def, "post", "efficacy_score") > stage_val(cr_def, "pre", "efficacy_score"),
+              "CounterFact ROME defaults: efficacy score did not rise");
+    if (cf_seq) CHECK(json_is_object(json_object_get(json_object_get(cf_seq, "summary"), "post_final")), "post_final summary");
+    // batch mode measures pre on the unedited model: the same as every other mode's pre
+    if (cf_batch && cr_def)
+        CHECK(json_equal(json_object_get(json_object_get(cf_batch, "summary"), "pre"),
+                         json_object_get(json_object_get(cr_def, "summary"), "pre")),
+              "pre differs between batch and single runs");
+    // the CLI's errors
+    CHECK(sh("%s eval --model models/TinyStories-656K %s --method nope --out %s/x.json 2>/dev/null", ked_bin, Z, dir) != 0,
+          "unknown method accepted");
+    snprintf(a, sizeof a, "%s --method rome", Z);
+    CHECK(sh("%s eval --model models/TinyStories-656K %s --n 49 --out %s/zsre_rome_defaults.json 2>%s/x.err", ked_bin, a,
+             dir, dir) != 0, "a file of other settings was overwritten");
+    json_decref(zr_yaml); json_decref(zr_def); json_decref(cr_yaml); json_decref(cr_def);
+    json_decref(zf_yaml); json_decref(cf_seq); json_decref(cf_batch); json_decref(kn);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    CHECK(system(rm) == 0, "cleanup");
+    return test_finish("test_eval_tinystories");
+}
