@@ -1,12 +1,14 @@
 // templates.c: context templates for the locate-then-edit methods. EasyEdit's ROME recipe
 // (rome_main.py get_context_templates): "{}" followed by, for each (length, count) of
 // context_template_length_params, count/5 top-k 5 samples from each of the prefixes "The",
-// "Therefore", "Because", "I", "You" of at most `length` tokens counting the prompt's, decoded,
-// braces removed, + ". {}". EasyEdit samples with torch's global RNG; ked seeds one explicit
+// "Therefore", "Because", "I", "You" of at most `length` tokens counting the prompt's (no stop at
+// EOS), decoded as generate_fast does (special tokens skipped, NFKD, "\n\n" -> " ",
+// "<|endoftext|>" removed), braces removed, + ". {}". EasyEdit samples with torch's global RNG; ked seeds one explicit
 // sampler (sample j of prefix p of group g uses seed + 1000003 * (g * 64 + p) + j), so the
 // templates are the same on every run with the same seed, or come from a file.
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "edit/edit.h"
 
@@ -47,7 +49,7 @@ ked_status edit_templates_sample(const ked_model *m, const ked_tokenizer *tok,
                 o.temperature = 1.0f;
                 o.top_k = 5;
                 o.seed = seed + 1000003ull * (uint64_t)(g * 64 + p) + (uint64_t)j;
-                o.stop_at_eos = 1;
+                o.stop_at_eos = 0; // generate_fast runs to max_out_len
                 int n_gen = 0;
                 char *text = NULL;
                 if (o.max_new > 0)
@@ -55,12 +57,18 @@ ked_status edit_templates_sample(const ked_model *m, const ked_tokenizer *tok,
                 else { memcpy(gen, ids, sizeof(int) * (size_t)n_ids); n_gen = n_ids; }
                 if (!st) st = ked_tokenizer_decode(tok, gen, n_gen, 1, &text, err);
                 if (st) break;
-                // braces out, ". {}" appended
+                // as generate_fast returns it: NFKD, "\n\n" -> " ", "<|endoftext|>" out; then
+                // braces out and ". {}" appended
+                char *nf = (char *)utf8proc_NFKD((const utf8proc_uint8_t *)text);
+                if (nf) { free(text); text = nf; }
                 size_t L = strlen(text), k = 0;
                 char *s = malloc(L + 5);
                 if (!s) { free(text); st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); break; }
-                for (size_t i = 0; i < L; i++)
+                for (size_t i = 0; i < L; i++) {
+                    if (!strncmp(text + i, "<|endoftext|>", 13)) { i += 12; continue; }
+                    if (text[i] == '\n' && text[i + 1] == '\n') { s[k++] = ' '; i++; continue; }
                     if (text[i] != '{' && text[i] != '}') s[k++] = text[i];
+                }
                 memcpy(s + k, ". {}", 5);
                 free(text);
                 st = push(&t, &n, s, err);
