@@ -15,8 +15,10 @@
 // subject written with one of its paraphrase wordings: every sentence is checked.
 //
 // corpus: R differently shuffled copies of the fact sentences, grouped 1-3 to a line, then the
-// first L non-empty WikiText-2 lines (CRLF removed; L < 0: all). tok-corpus: one copy of the facts and WikiText (for the BPE
-// trainer). manifest: one JSON object per record with the evaluation prompts and the split.
+// first L non-empty WikiText-2 lines (CRLF removed; L < 0: all). tok-corpus: one copy of the
+// facts and the WikiText lines (for the BPE trainer). manifest: one JSON object per record with the evaluation prompts and the split
+// (case_id, held_out, relation_id, subject, prompt, target = target_true, target_new (the
+// counterfactual edit of the record, never trained), paraphrases, neighbours).
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,7 +106,7 @@ static void remember(const char *s) {
 
 typedef struct {
     long case_id;
-    const char *subject, *relation, *prompt_t, *target;
+    const char *subject, *relation, *prompt_t, *target, *target_new;
     const char *para[2];
     char *para_t[2];       // wording templates of the paraphrases
     const char *neigh[10];
@@ -158,6 +160,7 @@ int main(int argc, char **argv) {
         r->relation = jstr(rr, "relation_id", cf);
         r->prompt_t = jstr(rr, "prompt", cf);
         r->target = jstr(json_object_get(rr, "target_true"), "str", cf);
+        r->target_new = jstr(json_object_get(rr, "target_new"), "str", cf);
         json_t *pp = json_object_get(o, "paraphrase_prompts"), *np = json_object_get(o, "neighborhood_prompts");
         if (json_array_size(pp) != 2) die("%s: a record without 2 paraphrase prompts", cf);
         for (int k = 0; k < 2; k++) {
@@ -280,9 +283,10 @@ int main(int argc, char **argv) {
         record *r = &R[i];
         n_held += (size_t)r->held_out;
         char *prompt = fill(r->prompt_t, r->subject);
-        json_t *o = json_pack("{s:I, s:b, s:s, s:s, s:s, s:s, s:[s,s], s:[]}", "case_id", (json_int_t)r->case_id,
-                              "held_out", r->held_out, "relation_id", r->relation, "subject", r->subject,
-                              "prompt", prompt, "target", r->target, "paraphrases", r->para[0], r->para[1],
+        json_t *o = json_pack("{s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[]}", "case_id",
+                              (json_int_t)r->case_id, "held_out", r->held_out, "relation_id", r->relation,
+                              "subject", r->subject, "prompt", prompt, "target", r->target,
+                              "target_new", r->target_new, "paraphrases", r->para[0], r->para[1],
                               "neighbours");
         for (int q = 0; q < r->n_neigh; q++) json_array_append_new(json_object_get(o, "neighbours"), json_string(r->neigh[q]));
         char *t = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
