@@ -52,7 +52,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     for (int i = 0; i < hp->n_layers; i++) {
         int slots[2] = {P_WDOWN, P_BDOWN};
         for (int s = 0; s < 2; s++) {
-            if (s == 1 && (!hp->ft_bias || !model_param(m, hp->layers[i], P_BDOWN)->w)) continue;
+            if (s == 1 && (!hp->ft_bias || !param_present(model_param(m, hp->layers[i], P_BDOWN))))
+                continue;
             int dup = 0;
             for (int k = 0; k < nw; k++) dup |= tw[k].p == model_param(m, hp->layers[i], slots[s]);
             if (dup) continue;
