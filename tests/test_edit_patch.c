@@ -9,6 +9,8 @@
 
 #include "ked.h"
 #include "edit/edit.h"
+#include "io/safetensors.h"
+#include <sys/stat.h>
 
 static ked_model *m;
 static ked_tokenizer *tok;
@@ -315,6 +317,78 @@ static void test_two_layers(void) {
     free(after);
 }
 
+// a model whose matrices stay bf16 in memory (keep_half): the first edit of a tensor widens it to
+// f32 (exactly), revert gives that widening back bit for bit, and the base's hash is the same
+// before and after
+static void test_half(void) {
+    ked_error err;
+    // tiny-llama as bf16
+    st_file *f = NULL;
+    CHECK_OK(st_open("tests/data/tiny-llama/model.safetensors", &f, &err), &err);
+    if (!f) return;
+    int n = st_count(f);
+    st_write_tensor *t = calloc((size_t)n, sizeof *t);
+    void **bufs = calloc((size_t)n, sizeof *bufs);
+    for (int i = 0; i < n; i++) {
+        const st_tensor *x = st_get(f, i);
+        float *tmp = malloc(sizeof(float) * (size_t)x->numel);
+        CHECK_OK(st_to_f32(f, x, tmp, &err), &err);
+        bufs[i] = malloc(2 * (size_t)x->numel);
+        ked_f32_to_bf16_row(tmp, bufs[i], (size_t)x->numel);
+        free(tmp);
+        t[i].name = x->name;
+        t[i].dtype = KED_BF16;
+        t[i].ndim = x->ndim;
+        memcpy(t[i].shape, x->shape, sizeof x->shape);
+        t[i].data = bufs[i];
+    }
+    mkdir("build/tests/tiny-llama-bf16", 0755);
+    CHECK_OK(st_write("build/tests/tiny-llama-bf16/model.safetensors", t, n, NULL, NULL, 0, &err), &err);
+    char *cfg = NULL;
+    size_t len = 0;
+    CHECK_OK(ked_read_file("tests/data/tiny-llama/config.json", &cfg, &len, &err), &err);
+    CHECK_OK(ked_write_file_atomic("build/tests/tiny-llama-bf16/config.json", cfg, len, &err), &err);
+    free(cfg);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(t);
+    st_close(f);
+
+    ked_load_opts lo = ked_load_defaults();
+    lo.keep_half = 1;
+    ked_model *h = NULL;
+    CHECK_OK(ked_model_load_ex("build/tests/tiny-llama-bf16", &lo, &h, &err), &err);
+    if (!h) return;
+    ked_param *down = model_param(h, 0, P_WDOWN);
+    CHECK(down->w == NULL && down->w16 != NULL, "keep_half did not keep layer 0's down_proj in bf16");
+    int64_t numel = down->rows * down->cols;
+    float *widened = malloc(sizeof(float) * (size_t)numel);
+    for (int64_t r = 0; r < down->rows; r++) model_param_row_f32(down, r, widened + r * down->cols);
+    ked_editor *ed = NULL;
+    CHECK_OK(ked_editor_new(h, &ed, &err), &err);
+    uint64_t h0 = ked_editor_base_hash(ed);
+    // a ROME edit on ids (the tiny model has no tokenizer)
+    int ids[6] = {1, 10, 20, 30, 40, 50}, kl[5] = {1, 20, 30, 60, 61}, tg[3] = {70, 71, 72};
+    edit_seq ctx = {ids, 6, 3};
+    edit_case c = {&ctx, 1, {ids, 6, 3}, {kl, 5, 2}, tg, 3};
+    ked_hparams hp;
+    CHECK_OK(ked_hparams_defaults(h, "rome", &hp, &err), &err);
+    hp.layers[0] = 0;
+    hp.v_num_grad_steps = 5;
+    ked_patch *p = NULL;
+    CHECK_OK(edit_rome_case(h, &hp, &c, 0, NULL, &p, NULL, NULL, &err), &err);
+    if (p) CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
+    CHECK(down->w != NULL && memcmp(down->w, widened, sizeof(float) * (size_t)numel),
+          "the edit did not change the widened tensor");
+    CHECK(ked_editor_base_hash(ed) == h0, "the base hash changed when the tensor was widened");
+    CHECK_OK(ked_editor_revert(ed, 0, &err), &err);
+    CHECK(down->w && !memcmp(down->w, widened, sizeof(float) * (size_t)numel),
+          "revert on a half-held model is not the exact widening of the base");
+    ked_editor_free(ed);
+    free(widened);
+    ked_model_free(h);
+}
+
 int main(void) {
     ked_set_threads(1);
     ked_error err;
@@ -329,6 +403,7 @@ int main(void) {
     test_two_layers();
     test_sequential();
     test_dir();
+    test_half();
     ked_tokenizer_free(tok);
     ked_model_free(m);
     return test_finish("test_edit_patch");

@@ -96,7 +96,7 @@ static ked_status add_entry(ked_patch *p, const ked_model *m, int layer, int slo
         return ked_fail(err, KED_ERR_ARG, "patch: no parameter slot %d of layer %d", slot, layer);
     ked_param *w = model_param(m, layer, slot);
     char name[256];
-    if (!w->w || !patch_hf_name(m, layer, slot, name, sizeof name))
+    if (!param_present(w) || !patch_hf_name(m, layer, slot, name, sizeof name))
         return ked_fail(err, KED_ERR_ARG, "patch: %s has no tensor in slot %d of layer %d",
                         m->path, slot, layer);
     for (int i = 0; i < p->n; i++)
@@ -179,6 +179,8 @@ void patch_entry_add(const patch_entry *e, float *w) {
 ked_status temp_weight_begin(ked_model *m, int layer, int slot, temp_weight *t, ked_error *err) {
     ked_param *p = model_param(m, layer, slot);
     size_t n = (size_t)(p->rows * p->cols);
+    // a tensor held in f16/bf16 (keep_half) becomes f32 for good before it is written
+    if (!model_param_materialize_f32(m, p, err)) return err ? err->status : KED_ERR_NOMEM;
     t->p = p;
     t->orig = p->w;
     t->tmp = ked_malloc(sizeof(float) * n, "temporary weight", err);
@@ -248,21 +250,28 @@ uint64_t ked_editor_base_hash(const ked_editor *e) {
     const uint64_t prime = 0x100000001b3ull;
     for (int i = 0; i < m->n_params; i++) {
         const ked_param *p = &m->params[i];
-        if (!p->w) continue;
-        const float *w = p->w;
+        if (!param_present(p)) continue;
+        const float *w = p->w; // NULL: held in f16/bf16, hashed as its (exact) f32 widening
         for (int k = 0; k < e->n_t; k++)
             if (model_param(m, e->t[k].layer, e->t[k].slot) == p) w = e->t[k].base;
         h = (h ^ (uint64_t)i) * prime;
         h = (h ^ (uint64_t)p->rows) * prime;
         h = (h ^ (uint64_t)p->cols) * prime;
-        size_t n = (size_t)(p->rows * p->cols), k = 0;
-        for (; k + 2 <= n; k += 2) {
-            uint64_t word;
-            memcpy(&word, w + k, 8);
-            h = (h ^ word) * prime;
-            h ^= h >> 29;
+        size_t n = (size_t)(p->rows * p->cols);
+        float buf[1024]; // an even chunk, so the 8-byte words pair the same elements
+        for (size_t c0 = 0; c0 < n; c0 += 1024) {
+            size_t cn = n - c0 < 1024 ? n - c0 : 1024, k = 0;
+            const float *x = w ? w + c0 : buf;
+            if (!w && p->dtype == KED_BF16) ked_bf16_to_f32_row(p->w16 + c0, buf, cn);
+            else if (!w) ked_f16_to_f32_row(p->w16 + c0, buf, cn);
+            for (; k + 2 <= cn; k += 2) {
+                uint64_t word;
+                memcpy(&word, x + k, 8);
+                h = (h ^ word) * prime;
+                h ^= h >> 29;
+            }
+            if (k < cn) { uint32_t y; memcpy(&y, x + k, 4); h = (h ^ y) * prime; }
         }
-        if (k < n) { uint32_t x; memcpy(&x, w + k, 4); h = (h ^ x) * prime; }
     }
     return h;
 }
@@ -285,6 +294,9 @@ static ked_status own_tensor(ked_editor *e, int layer, int slot, ed_tensor **out
     if (t) { *out = t; return KED_OK; }
     ked_param *p = model_param(e->m, layer, slot);
     size_t n = (size_t)(p->rows * p->cols);
+    // a base held in f16/bf16 (keep_half) is widened to f32 once: an edited tensor is held in
+    // fp32 (design.md section 2); the widening is exact, so the base is unchanged
+    if (!model_param_materialize_f32(e->m, p, err)) return err ? err->status : KED_ERR_NOMEM;
     ed_tensor *nt = realloc(e->t, sizeof *nt * (size_t)(e->n_t + 1));
     if (!nt) return ked_fail(err, KED_ERR_NOMEM, "editor: out of memory");
     e->t = nt;
@@ -319,7 +331,8 @@ static ked_status check_patch(const ked_editor *e, const ked_patch *p, ked_error
     for (int i = 0; i < p->n; i++) {
         const patch_entry *pe = &p->e[i];
         ked_param *w = model_param(e->m, pe->layer, pe->slot);
-        if (pe->layer >= e->m->cfg.n_layer || !w->w || w->rows != pe->rows || w->cols != pe->cols)
+        if (pe->layer >= e->m->cfg.n_layer || !param_present(w) || w->rows != pe->rows ||
+            w->cols != pe->cols)
             return ked_fail(err, KED_ERR_ARG, "patch %s: tensor %s does not match the model "
                             "(%lld x %lld)", p->method, p->names[i], (long long)pe->rows,
                             (long long)pe->cols);
