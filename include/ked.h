@@ -406,7 +406,8 @@ int ked_patch_n_entries(const ked_patch *p);      // tensors it changes
 const char *ked_patch_entry(const ked_patch *p, int i, int *rank);
 // ked_patch_save: a safetensors file: per entry "<hf name>.delta" (dense, ked layout) or
 // "<hf name>.a" / ".b" (low rank, delta = a b^T in ked's (out, in) layout), metadata: format
-// "ked-patch", method, base model path, tensor names. Written atomically.
+// "ked-patch", version, method, base (the model's path), tensors (the names), note. Written
+// atomically.
 ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *path, ked_error *err);
 // ked_patch_load: read a file written by ked_patch_save, checking every tensor against m.
 ked_status ked_patch_load(const ked_model *m, const char *path, ked_patch **out, ked_error *err);
@@ -418,7 +419,8 @@ typedef struct ked_editor ked_editor;
 // ked_editor_new: take charge of m's weights (m must outlive the editor; one editor per model).
 // The first patch touching a tensor gives it its own fp32 buffer; the base stays as loaded.
 ked_status ked_editor_new(ked_model *m, ked_editor **out, ked_error *err);
-// ked_editor_free: put the base weights back (the model is as loaded) and free every patch.
+// ked_editor_free: put the base weights back (the model's values are as loaded; a tensor a
+// keep_half load held in f16/bf16 stays widened to f32) and free every patch.
 void ked_editor_free(ked_editor *e);
 // ked_editor_apply: append p (the editor takes ownership, also on failure) and add it to the
 // live weights; *id (may be NULL) receives its index in the list.
@@ -438,7 +440,8 @@ uint64_t ked_editor_base_hash(const ked_editor *e);
 // (file, method, active, note). ked_editor_save_dir writes DIR (files atomically);
 // ked_editor_open_dir loads the base the record names, checks its hash and applies the active
 // patches in order (the weights are recomputed from the base, so revert stays bit-exact);
-// ked_edit_dir_is: 1 if path is such a directory.
+// ked_edit_dir_is: 1 if path is such a directory. open_dir's *model and *editor are the
+// caller's: free the editor, then the model.
 ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *err);
 ked_status ked_editor_open_dir(const char *dir, ked_model **model, ked_editor **editor,
                                ked_error *err);
