@@ -77,7 +77,7 @@ static void print_hparams(const ked_hparams *hp) {
     if (hp->method[0] == 'f')
         printf("         lr %g, num_steps %d, weight_decay %g, norm_constraint %g, objective %s%s\n",
                hp->lr, hp->num_steps, hp->weight_decay, hp->norm_constraint,
-               hp->ft_target_new ? "target_new" : "prompt_last", hp->ft_bias ? ", bias trained" : "");
+               hp->ft_target_new ? "target_new" : "prompt_last", hp->ft_bias ? ", and the bias if any" : "");
     else {
         printf("         v_num_grad_steps %d, v_lr %g, v_weight_decay %g, clamp_norm_factor %g, "
                "kl_factor %g, fact_token %s, templates", hp->v_num_grad_steps, hp->v_lr,
@@ -247,6 +247,15 @@ int cmd_edit(int argc, char **argv) {
     printf("edit     %s at layer %d: %d steps, loss %.4f -> %.4f, %.3f s\n", info.method, info.layer,
            info.n_steps, info.n_steps ? info.loss[0] : 0.0f,
            info.n_steps ? info.loss[info.n_steps < 256 ? info.n_steps - 1 : 255] : 0.0f, info.seconds);
+    { // which token the edit keyed on (the subject's last, docs/editing.md)
+        int *ids = NULL, n = 0;
+        if (info.subject_token >= 0 && info.method[0] != 'f' &&
+            !ked_tokenizer_encode(tok, shown, strlen(shown), 1, &ids, NULL, &n, &err) && info.subject_token < n) {
+            const char *piece = ked_tokenizer_piece(tok, ids[info.subject_token]);
+            printf("key      token %d of the prompt, '%s'\n", info.subject_token, piece ? piece : "?");
+        }
+        free(ids);
+    }
     if (patch_path) {
         if (ked_patch_save(p, m, patch_path, &err)) { rc = cli_report("edit", &err); goto done; }
         printf("patch    %s:", patch_path);
