@@ -43,11 +43,10 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     int *ids = ked_malloc(sizeof(int) * (size_t)T, "FT", err);
     int *lidx = ked_malloc(sizeof(int) * (size_t)nt, "FT", err);
     int *tgt = ked_malloc(sizeof(int) * (size_t)nt, "FT", err);
-    float *lp = ked_malloc(sizeof(float) * (size_t)V, "FT", err);
     ked_run *r = NULL;
     ked_patch *p = NULL;
     ked_status st = KED_OK;
-    if (!ids || !lidx || !tgt || !lp) { st = KED_ERR_NOMEM; goto done; }
+    if (!ids || !lidx || !tgt) { st = KED_ERR_NOMEM; goto done; }
     if ((st = patch_new(target_new ? "ft-m" : "ft-l", &p, err))) goto done;
     for (int i = 0; i < hp->n_layers; i++) {
         int slots[2] = {P_WDOWN, P_BDOWN};
@@ -160,6 +159,6 @@ done:
     }
     ked_run_free(r);
     ked_patch_free(p);
-    free(ids); free(lidx); free(tgt); free(lp);
+    free(ids); free(lidx); free(tgt);
     return st;
 }
