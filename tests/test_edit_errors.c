@@ -147,6 +147,7 @@ static void editor_and_dirs(void) {
     if (p) CHECK_OK(ked_editor_apply(ed, p, NULL, &e), &e);
     EXPECT_FAIL(ked_editor_reapply(ed, 0, err), KED_ERR_ARG, "already applied");
     CHECK_OK(ked_editor_save_dir(ed, "build/tests/edit_dir_err", &e), &e);
+    EXPECT_FAIL(ked_editor_save_dir(ed, "models/stories260K", err), KED_ERR_ARG, "base model's own");
     ked_editor_free(ed);
     ed = NULL;
     ked_model *bm = NULL;

@@ -124,6 +124,15 @@ ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *
     char *text = NULL;
     ked_status st = KED_OK;
     if (!src) return ked_fail(err, KED_ERR_NOMEM, "out of memory");
+    char *rd = realpath(dir, NULL), *rs = realpath(src, NULL);
+    int same_dir = rd && rs && !strcmp(rd, rs);
+    free(rd);
+    free(rs);
+    if (same_dir) { // it would overwrite the base it records
+        st = ked_fail(err, KED_ERR_ARG, "%s: is the base model's own directory; write the edited "
+                      "model elsewhere", dir);
+        goto done;
+    }
     char pdir[4096];
     snprintf(pdir, sizeof pdir, "%s/patches", dir);
     if ((mkdir(dir, 0755) && !ked_is_dir(dir)) || (mkdir(pdir, 0755) && !ked_is_dir(pdir))) {
