@@ -23,6 +23,8 @@ int main(int argc, char **argv) {
     printf("held-out paraphrases    %6.2f%% (%d/%d)\n", kf_pct(r.para_held), r.para_held.right, r.para_held.total);
     printf("trained paraphrases     %6.2f%% (%d/%d)\n", kf_pct(r.para_trained), r.para_trained.right, r.para_trained.total);
     printf("neighbour prompts       %6.2f%% (%d/%d)\n", kf_pct(r.neigh), r.neigh.right, r.neigh.total);
-    printf("demo candidate case_id  %ld (held out; prompt, paraphrases and neighbours all right)\n", r.demo_case);
+    printf("demo candidates (held out; prompt, paraphrases%s all right):", quick ? "" : " and neighbours");
+    for (int i = 0; i < r.n_demo; i++) printf(" %ld", r.demo_cases[i]);
+    printf("\n");
     return 0;
 }

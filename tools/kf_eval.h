@@ -20,6 +20,8 @@ typedef struct {
     kf_count neigh;                                  // neighbourhood prompts (the same target)
     int n_records, n_held;
     long demo_case;                                  // a held-out record right on all its prompts
+    long demo_cases[16];                             // the first 16 such records
+    int n_demo;
 } kf_result;
 
 // 1 when the model's greedy next token after prompt is the first token of " " + target
@@ -112,6 +114,8 @@ static ked_status kf_evaluate(const char *dir, const char *manifest, int want_ne
                 res->neigh.right += ok; res->neigh.total++;
                 all &= ok;
             }
+        if (!st && h && all && res->n_demo < 16)
+            res->demo_cases[res->n_demo++] = (long)json_integer_value(json_object_get(o, "case_id"));
         if (!st && h && all && res->demo_case < 0)
             res->demo_case = (long)json_integer_value(json_object_get(o, "case_id"));
         json_decref(o);
