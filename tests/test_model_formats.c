@@ -4,7 +4,8 @@
 //    the map when in ked's layout) and without (widened to f32 at load). keep_half gives the
 //    same logits and hook gradients as the widened load (same values, another matmul path), and
 //    the f32 model's logits within the dtype's tolerance; its weights take about half the bytes;
-//    tensor_read, generation and model_param_materialize_f32 work on half-held tensors.
+//    tensor_read, generation, the editor (base hash, writable weights) and
+//    model_param_materialize_f32 work on half-held tensors.
 //    Models: tiny-llama (GQA), tiny-gpt2 (transposed Conv1D, fused c_attn), tiny-neox (fused
 //    per-head qkv), tiny-gptj (head bias) -- every load transform.
 //  - sharded checkpoints: a fixture split into three shards + model.safetensors.index.json by
@@ -24,6 +25,7 @@
 #include <jansson.h>
 
 #include "ked.h"
+#include "edit/edit.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 
@@ -201,6 +203,25 @@ static void test_half(const char *src, const char *name, ked_dtype dtype, float 
     CHECK_OK(ked_generate(mw, ids, 5, &go, o1, 32, &n1, NULL, NULL, &err), &err);
     CHECK_OK(ked_generate(mh, ids, 5, &go, o2, 32, &n2, NULL, NULL, &err), &err);
     CHECK(n1 == n2 && !memcmp(o1, o2, sizeof(int) * (size_t)n1), "%s: greedy differs", sub);
+    // the editor: the base hash of a half-held model is that of its widened load; a weight made
+    // writable (temp_weight_begin, what FT does) becomes f32 and computes the same
+    ked_editor *eh = NULL, *ew = NULL;
+    CHECK_OK(ked_editor_new(mh, &eh, &err), &err);
+    CHECK_OK(ked_editor_new(mw, &ew, &err), &err);
+    if (eh && ew)
+        CHECK(ked_editor_base_hash(eh) == ked_editor_base_hash(ew), "%s: editor base hash differs",
+              sub);
+    ked_editor_free(eh);
+    ked_editor_free(ew);
+    temp_weight tw = {0};
+    CHECK_OK(temp_weight_begin(mh, 1, P_WDOWN, &tw, &err), &err);
+    CHECK(model_param(mh, 1, P_WDOWN)->w != NULL, "%s: temp weight has no f32 values", sub);
+    float *lt = run_logits(mh, NULL);
+    CHECK(test_maxdiff(lt, lh, nl, NULL) <= 2e-5f * scale, "%s: temp weight changes logits", sub);
+    free(lt);
+    temp_weight_end(&tw);
+    CHECK(model_param(mh, 1, P_WDOWN)->w && !model_param(mh, 1, P_WDOWN)->w16,
+          "%s: the written weight stays f32", sub);
     // materialising every matrix in f32 (what an editor does first) changes nothing
     for (int i = 0; i < mh->n_params; i++)
         if (param_present(&mh->params[i]))

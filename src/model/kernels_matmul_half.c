@@ -105,7 +105,7 @@ void matmul_forward_w16(float *out, const float *inp, const uint16_t *w, int bf1
                 out[(size_t)n * OC + o] = (bias ? bias[o] : 0.0f) + acc[n];
         }
         if (N <= W16_DOT_MAX_N) return;
-        // IC <= 0 with N > 8: every row is the bias (or 0)
+        // IC <= 0 with N > W16_DOT_MAX_N: every row is the bias (or 0)
         for (int n = W16_DOT_MAX_N; n < N; n++)
             memcpy(out + (size_t)n * OC, out, sizeof(float) * (size_t)OC);
         return;
