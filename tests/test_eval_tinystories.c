@@ -45,8 +45,14 @@ static json_t *eval(const char *name, const char *args, int n, int cf, int edite
     char out[256];
     snprintf(out, sizeof out, "%s/%s.json", dir, name);
     unlink(out);
-    int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s 2>%s/%s.err", ked_bin, args, n,
-                out, dir, name);
+    int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s >%s/%s.log 2>&1", ked_bin, args,
+                n, out, dir, name);
+    char log[256];
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    char *l = slurp(log); // the CLI's timing block (its progress lines left out)
+    const char *t = l ? strstr(l, "-- timing") : NULL;
+    if (t) printf("%s", t);
+    free(l);
     CHECK(rc == 0, "%s: ked eval failed", name);
     json_error_t je;
     json_t *j = json_load_file(out, 0, &je);

@@ -31,6 +31,8 @@ typedef struct {
     json_t *root, *results;
     double t0;
     int edits_done, cases_done_here;
+    double phase_t0;          // the current phase's start and cases done then (for the time left)
+    int phase_done0;
     ked_editor *ed;
     char **tmpl;
     int n_tmpl;
@@ -59,8 +61,15 @@ static void progress(run_ctx *r, const char *phase, int done, int total) {
     p.phase = phase;
     p.elapsed_s = ked_time_s() - r->t0;
     p.edits_per_s = p.elapsed_s > 0 ? r->edits_done / p.elapsed_s : 0;
-    p.eta_s = r->cases_done_here > 0 ? p.elapsed_s / r->cases_done_here * (total - done) : NAN;
+    double pe = ked_time_s() - r->phase_t0;
+    int pd = done - r->phase_done0;
+    p.eta_s = pd > 0 ? pe / pd * (total - done) : NAN;
     r->o->on_progress(&p, r->o->user);
+}
+
+static void phase_begin(run_ctx *r, int done) {
+    r->phase_t0 = ked_time_s();
+    r->phase_done0 = done;
 }
 
 static const ked_case *case_at(run_ctx *r, int i) { return ked_dataset_case(r->d, r->off + i); }
@@ -212,15 +221,18 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
     if (!pre || !ids) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
     if (!complete && r->edit && o->sequential) {
         // pre of every remaining case on the unedited model, then the finished cases' edits again
+        phase_begin(r, done0);
         for (int i = done0; i < r->n; i++) {
             if ((st = quality(r, i, &pre[i], err))) goto done;
             progress(r, "pre", i + 1, r->n);
         }
+        phase_begin(r, 0);
         for (int i = 0; i < done0; i++) {
             if ((st = do_edit(r, i, NULL, err))) goto done;
             progress(r, "replay", i + 1, done0);
         }
     }
+    phase_begin(r, done0);
     for (int s = done0; s < r->n && !complete; s += r->B) {
         int e = s + r->B < r->n ? s + r->B : r->n;
         for (int i = s; i < e; i++)
@@ -258,8 +270,7 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
         progress(r, r->edit ? "edit" : "pre", e, r->n);
     }
     if (!complete && r->edit && o->sequential) {
-        r->cases_done_here = 0;
-        double t1 = ked_time_s();
+        phase_begin(r, 0);
         for (int i = 0; i < r->n; i++) {
             json_t *rec = json_array_get(r->results, (size_t)i), *post = NULL;
             if (!(st = quality(r, i, &post, err))) st = eval_finalize_locality(json_object_get(rec, "pre"), post, err);
@@ -268,7 +279,6 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
             r->cases_done_here++;
             progress(r, "post_final", i + 1, r->n);
         }
-        (void)t1;
     }
     json_object_set_new(meta, "complete", json_true());
     if ((st = write_out(r, sum, err))) goto done;
