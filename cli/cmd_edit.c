@@ -82,7 +82,8 @@ static void print_hparams(const ked_hparams *hp) {
         printf("         v_num_grad_steps %d, v_lr %g, v_weight_decay %g, clamp_norm_factor %g, "
                "kl_factor %g, fact_token %s, templates", hp->v_num_grad_steps, hp->v_lr,
                hp->v_weight_decay, hp->clamp_norm_factor, hp->kl_factor,
-               hp->fact_token_last ? "last" : "subject_last");
+               (const char *[]){"subject_last", "last", "subject_first",
+                                "subject_first_after_last"}[hp->fact_token & 3]);
         for (int i = 0; i < hp->n_ctx_len; i++) printf(" [%d, %d]", hp->ctx_len[i][0], hp->ctx_len[i][1]);
         printf("\n");
     }

@@ -469,6 +469,11 @@ typedef struct {
 // Hyperparameters: EasyEdit's YAML files as they are (ROME, R-ROME, FT), or defaults derived
 // from the model (design.md §3b). Fields a method does not use are ignored.
 #define KED_MAX_EDIT_LAYERS 16
+// fact_token (EasyEdit's names): the subject's last token, the prompt's last token, the subject's
+// first token, the first token after the subject (the last token when nothing follows it)
+typedef enum {
+    KED_FACT_SUBJECT_LAST = 0, KED_FACT_LAST, KED_FACT_SUBJECT_FIRST, KED_FACT_SUBJECT_FIRST_AFTER_LAST
+} ked_fact_token;
 typedef struct {
     char method[16];          // "rome", "r-rome", "ft-l", "ft-m"
     char source[512];         // the YAML path, or "defaults"
@@ -478,7 +483,7 @@ typedef struct {
     float v_lr;
     int v_loss_layer;         // ked always scores the model's own logits (= the last layer)
     float v_weight_decay, clamp_norm_factor, kl_factor;
-    int fact_token_last;      // 0: subject_last, 1: last
+    int fact_token;           // which token is looked up: KED_FACT_SUBJECT_LAST, ...
     int mom2_adjustment;      // must be 0 (no second-moment statistics yet)
     int ctx_len[4][2], n_ctx_len;      // context_template_length_params [[length, count], ...]
     ked_hook_point v_point;   // where delta is added: mlp_out (mlp_module_tmp) or resid_out

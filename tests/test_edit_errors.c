@@ -83,9 +83,9 @@ static void hparams_files(void) {
     write_text("build/tests/edit_bad5.yaml", "- just\n- a list\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad5.yaml", NULL, &hp, err), KED_ERR_FORMAT,
                 "edit_bad5.yaml");
-    write_text("build/tests/edit_bad6.yaml", "alg_name: ROME\nlayers: [1]\nfact_token: subject_first\n");
+    write_text("build/tests/edit_bad6.yaml", "alg_name: ROME\nlayers: [1]\nfact_token: subject_middle\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad6.yaml", NULL, &hp, err),
-                KED_ERR_UNSUPPORTED, "fact_token 'subject_first'");
+                KED_ERR_FORMAT, "fact_token 'subject_middle'");
 }
 
 static void patch_files(void) {

@@ -151,6 +151,13 @@ static void test_subject_rule(void) {
     int last = edit_subject_last(sp, n, (size_t)(at - prompt), (size_t)(at - prompt) + 11);
     // " little" " g" "ir" "l" " named": the subject's last token is "l"
     CHECK(last == n - 2, "subject-last token %d, expected %d", last, n - 2);
+    size_t s0 = (size_t)(at - prompt), s1 = s0 + 11;
+    CHECK(edit_lookup(sp, n, s0, s1, KED_FACT_SUBJECT_FIRST) == n - 5, "subject_first");
+    CHECK(edit_lookup(sp, n, s0, s1, KED_FACT_SUBJECT_LAST) == n - 2, "subject_last");
+    CHECK(edit_lookup(sp, n, s0, s1, KED_FACT_SUBJECT_FIRST_AFTER_LAST) == n - 1, "subject_first_after_last");
+    CHECK(edit_lookup(sp, n, s0, s1, KED_FACT_LAST) == n - 1, "last");
+    // nothing after the subject: subject_first_after_last is the subject's last token
+    CHECK(edit_lookup(sp, n - 1, s0, s1, KED_FACT_SUBJECT_FIRST_AFTER_LAST) == n - 2, "after, at the end");
     int *t = NULL, nt = 0;
     CHECK_OK(edit_target_ids(tok, prompt, " Sue", &t, &nt, &err), &err);
     CHECK(nt == 3 && t && t[0] == 301, "target ids: %d of them, first %d", nt, t ? t[0] : -1);

@@ -81,10 +81,13 @@ ked_status edit_target_ids(const ked_tokenizer *tok, const char *prompt, const c
                            int **ids, int *n, ked_error *err);
 // edit_normalise_target: target with one leading space (EasyEdit adds " "); malloc'd
 char *edit_normalise_target(const char *target);
-// edit_case_build: tokenise req against the templates (each with one "{}"). last_token: the
-// lookup is the last token instead of the subject's last.
+// edit_lookup: the lookup token of a fact_token rule (ked_fact_token) in ids/spans of a text with
+// the subject at [s0, s1); -1 if no token covers the subject
+int edit_lookup(const ked_span *spans, int n, size_t s0, size_t s1, int fact_token);
+// edit_case_build: tokenise req against the templates (each with one "{}"); fact_token picks
+// the lookup token (ked_fact_token).
 ked_status edit_case_build(const ked_tokenizer *tok, const ked_request *req,
-                           const char *const *templates, int n_templates, int last_token,
+                           const char *const *templates, int n_templates, int fact_token,
                            edit_case *out, ked_error *err);
 
 /* ---- context templates (templates.c) ---------------------------------------------------------- */

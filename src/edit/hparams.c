@@ -286,10 +286,12 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome")) {
         const char *ft = get_str(&y, "fact_token");
         if (!ft) { st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'fact_token'", path); goto done; }
-        if (!strcmp(ft, "subject_last")) hp->fact_token_last = 0;
-        else if (!strcmp(ft, "last")) hp->fact_token_last = 1;
-        else { st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: fact_token '%s' (subject_last or last "
-                             "supported)", path, ft); goto done; }
+        if (!strcmp(ft, "subject_last")) hp->fact_token = KED_FACT_SUBJECT_LAST;
+        else if (!strcmp(ft, "last")) hp->fact_token = KED_FACT_LAST;
+        else if (!strcmp(ft, "subject_first")) hp->fact_token = KED_FACT_SUBJECT_FIRST;
+        else if (!strcmp(ft, "subject_first_after_last")) hp->fact_token = KED_FACT_SUBJECT_FIRST_AFTER_LAST;
+        else { st = ked_fail(err, KED_ERR_FORMAT, "%s: fact_token '%s' (subject_last, last, "
+                             "subject_first or subject_first_after_last expected)", path, ft); goto done; }
         if ((st = get_num(&y, path, "v_num_grad_steps", 1, &d, err))) goto done;
         hp->v_num_grad_steps = (int)d;
         if ((st = get_num(&y, path, "v_lr", 1, &d, err))) goto done;

@@ -63,7 +63,7 @@ ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *h
         n_templates = n_sampled;
     }
     edit_case c;
-    st = edit_case_build(tok, req, templates, n_templates, hp->fact_token_last, &c, err);
+    st = edit_case_build(tok, req, templates, n_templates, hp->fact_token, &c, err);
     edit_templates_free(sampled, n_sampled);
     if (st) return st;
     if (me->kind == M_FT) {

@@ -25,6 +25,22 @@ int edit_subject_last(const ked_span *spans, int n, size_t subj_start, size_t su
     return last;
 }
 
+int edit_lookup(const ked_span *spans, int n, size_t s0, size_t s1, int fact_token) {
+    int last = edit_subject_last(spans, n, s0, s1);
+    if (fact_token == KED_FACT_LAST) return n - 1;
+    if (last < 0 || fact_token == KED_FACT_SUBJECT_LAST) return last;
+    if (fact_token == KED_FACT_SUBJECT_FIRST) {
+        for (int i = 0; i < n; i++)
+            if (spans[i].end > spans[i].start && spans[i].start < s1 && spans[i].end > s0) return i;
+        return last;
+    }
+    // the first token after the subject's last; the last token when nothing follows (EasyEdit:
+    // p + w, or p + w - 1 with an empty suffix)
+    for (int i = last + 1; i < n; i++)
+        if (spans[i].end > spans[i].start) return i;
+    return last;
+}
+
 char *edit_normalise_target(const char *target) {
     size_t n = strlen(target);
     char *s = malloc(n + 2);
@@ -93,11 +109,11 @@ void edit_case_free(edit_case *c) {
 // encode text (BOS as the tokenizer says) and find the lookup token of the subject at
 // [s0, s1) (or the last token)
 static ked_status encode_seq(const ked_tokenizer *tok, const char *text, size_t s0, size_t s1,
-                             int last_token, edit_seq *out, ked_error *err) {
+                             int fact_token, edit_seq *out, ked_error *err) {
     ked_span *sp = NULL;
     ked_status st = ked_tokenizer_encode(tok, text, strlen(text), 1, &out->ids, &sp, &out->n, err);
     if (st) return st;
-    out->lookup = last_token ? out->n - 1 : edit_subject_last(sp, out->n, s0, s1);
+    out->lookup = edit_lookup(sp, out->n, s0, s1, fact_token);
     free(sp);
     if (out->lookup < 0)
         return ked_fail(err, KED_ERR_ARG, "no token of \"%s\" covers the subject (bytes %zu..%zu)",
@@ -117,7 +133,7 @@ static char *join3(const char *a, size_t la, const char *b, const char *c) {
 }
 
 ked_status edit_case_build(const ked_tokenizer *tok, const ked_request *req,
-                           const char *const *templates, int n_templates, int last_token,
+                           const char *const *templates, int n_templates, int fact_token,
                            edit_case *out, ked_error *err) {
     memset(out, 0, sizeof *out);
     if (!req->prompt || !req->subject || !req->target_new || !*req->subject || !*req->target_new)
@@ -142,10 +158,10 @@ ked_status edit_case_build(const ked_tokenizer *tok, const ked_request *req,
     char *target = edit_normalise_target(req->target_new), *kl = NULL;
     ked_status st = KED_OK;
     if (!target) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = encode_seq(tok, prompt, s0, s1, last_token, &out->bare, err))) goto done;
+    if ((st = encode_seq(tok, prompt, s0, s1, fact_token, &out->bare, err))) goto done;
     kl = join3(req->subject, strlen(req->subject), " is a", "");
     if (!kl) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = encode_seq(tok, kl, 0, strlen(req->subject), last_token, &out->kl, err))) goto done;
+    if ((st = encode_seq(tok, kl, 0, strlen(req->subject), fact_token, &out->kl, err))) goto done;
     if ((st = edit_target_ids(tok, prompt, target, &out->target, &out->n_target, err))) goto done;
     out->ctx = ked_calloc((size_t)(n_templates ? n_templates : 1), sizeof *out->ctx, "templates", err);
     if (!out->ctx) { st = KED_ERR_NOMEM; goto done; }
@@ -159,7 +175,7 @@ ked_status edit_case_build(const ked_tokenizer *tok, const ked_request *req,
         size_t pre = (size_t)(h - templates[i]);
         char *text = join3(templates[i], pre, prompt, h + 2);
         if (!text) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
-        st = encode_seq(tok, text, pre + s0, pre + s1, last_token, &out->ctx[i], err);
+        st = encode_seq(tok, text, pre + s0, pre + s1, fact_token, &out->ctx[i], err);
         free(text);
         out->n_ctx = i + 1;
         if (st) goto done;
