@@ -212,6 +212,14 @@ static void test_hparams(void) {
               "FT gpt2-xl on tiny-gpt2: %s", err.msg);
         ked_model_free(g);
     }
+    // EasyEdit's GPT-J file on the tiny GPT-J fixture: transformer.h.{}.mlp.fc_out is its down
+    // projection (the template is accepted; its layer 5 is not in a 2-layer model)
+    CHECK_OK(ked_model_load("tests/data/tiny-gptj", &g, &err), &err);
+    if (g) {
+        st = ked_hparams_load(g, "tests/data/hparams/ROME-gpt-j-6B.yaml", NULL, &hp, &err);
+        CHECK(st == KED_ERR_ARG && strstr(err.msg, "layer 5"), "ROME gpt-j-6B: %s", err.msg);
+        ked_model_free(g);
+    }
     // defaults: never the last layer for ROME
     CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &err), &err);
     CHECK(hp.layers[0] >= 0 && hp.layers[0] < 4, "ROME default layer %d", hp.layers[0]);
@@ -396,6 +404,69 @@ static void test_half(void) {
     ked_model_free(h);
 }
 
+// sum_j log p(target_j | prompt, target_<j) on ids
+static float logprob(const ked_model *mm, const int *prompt, int np, const int *tg, int nt) {
+    ked_error err;
+    int ids[64], n = np + nt - 1, V = ked_model_config(mm)->vocab;
+    memcpy(ids, prompt, sizeof(int) * (size_t)np);
+    memcpy(ids + np, tg, sizeof(int) * (size_t)(nt - 1));
+    ked_run *r = NULL;
+    CHECK_OK(ked_run_new(mm, 1, n, n, 0, &r, &err), &err);
+    CHECK_OK(ked_forward(mm, r, ids, 1, n, NULL, NULL, &err), &err);
+    const float *lg = ked_run_logits(r, NULL);
+    double s = 0;
+    for (int j = 0; r && j < nt; j++) {
+        const float *z = lg + (size_t)(np - 1 + j) * V;
+        double mx = z[0], se = 0;
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int v = 0; v < V; v++) se += exp(z[v] - mx);
+        s += z[tg[j]] - mx - log(se);
+    }
+    ked_run_free(r);
+    return (float)s;
+}
+
+// every family the runtime loads (parallel GPT-J / NeoX blocks, Qwen2 biases, Mistral windows,
+// LLaMA-3 rope scaling): ROME and FT-M raise the target's log-probability, and revert restores
+static void test_families(void) {
+    const char *dirs[] = {"tests/data/tiny-gptj", "tests/data/tiny-neox", "tests/data/tiny-neox-seq",
+                          "tests/data/tiny-qwen2", "tests/data/tiny-mistral", "tests/data/tiny-llama3"};
+    int ids[6] = {1, 10, 20, 30, 40, 50}, kl[5] = {1, 20, 30, 60, 61}, tg[3] = {70, 71, 72};
+    int ids2[9] = {1, 5, 6, 7, 10, 20, 30, 40, 50};
+    edit_seq ctx[2] = {{ids, 6, 3}, {ids2, 9, 6}};
+    edit_case c = {ctx, 2, {ids, 6, 3}, {kl, 5, 2}, tg, 3};
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        ked_error err;
+        ked_model *mm = NULL;
+        CHECK_OK(ked_model_load(dirs[d], &mm, &err), &err);
+        if (!mm) continue;
+        const char *methods[2] = {"rome", "ft-m"};
+        printf("  %-26s", dirs[d]);
+        for (int k = 0; k < 2; k++) {
+            ked_hparams hp;
+            CHECK_OK(ked_hparams_defaults(mm, methods[k], &hp, &err), &err);
+            hp.v_weight_decay = 1e-3f;
+            float before = logprob(mm, ids, 6, tg, 3);
+            ked_patch *p = NULL;
+            if (k == 0) CHECK_OK(edit_rome_case(mm, &hp, &c, 0, NULL, &p, NULL, NULL, &err), &err);
+            else CHECK_OK(edit_ft_case(mm, &hp, &c, NULL, &p, NULL, &err), &err);
+            if (!p) continue;
+            ked_editor *ed = NULL;
+            CHECK_OK(ked_editor_new(mm, &ed, &err), &err);
+            CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
+            float after = logprob(mm, ids, 6, tg, 3);
+            CHECK_OK(ked_editor_revert(ed, 0, &err), &err);
+            float back = logprob(mm, ids, 6, tg, 3);
+            printf("  %s %.2f -> %.2f", methods[k], before, after);
+            CHECK(after > before + 0.5f, "%s %s: log-prob %f -> %f", dirs[d], methods[k], before, after);
+            CHECK(back == before, "%s %s: revert gives log-prob %f, not %f", dirs[d], methods[k], back, before);
+            ked_editor_free(ed);
+        }
+        printf("\n");
+        ked_model_free(mm);
+    }
+}
+
 int main(void) {
     ked_set_threads(1);
     ked_error err;
@@ -411,6 +482,7 @@ int main(void) {
     test_sequential();
     test_dir();
     test_half();
+    test_families();
     ked_tokenizer_free(tok);
     ked_model_free(m);
     return test_finish("test_edit_patch");

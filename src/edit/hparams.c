@@ -211,7 +211,12 @@ typedef struct {
 
 static const family_modules fam_modules[] = {
     {"llama", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
+    {"mistral", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
+    {"qwen2", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
     {"gpt2", {"transformer.h.{}", "h.{}", NULL}, {".mlp.c_proj", ".mlp", "", ".attn"}},
+    {"gptj", {"transformer.h.{}", "h.{}", NULL}, {".mlp.fc_out", ".mlp", "", ".attn"}},
+    {"gpt_neox", {"gpt_neox.layers.{}", "layers.{}", NULL},
+     {".mlp.dense_4h_to_h", ".mlp", "", ".attention"}},
 };
 
 // which module kind a template names in m's family; *weight_only: it ended in ".weight"
