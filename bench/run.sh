@@ -1,0 +1,91 @@
+#!/bin/sh
+# bench/run.sh BUILD: the benchmarks `make bench` runs, then one summary table.
+#   1. BUILD/bench/bench_sgemm        the machine's sgemm peak (the denominator of every share)
+#   2. BUILD/bench/bench_model        ked on a random GPT-2-small, B x T = 8 x 128, 2 threads:
+#                                     load time and peak RSS, forward and forward+backward
+#                                     tokens/s, GFLOP/s, share of peak; KV-cached decode tokens/s
+#   3. bench/ref_model_torch.py       the same work in PyTorch (CPU), same threads, same peak
+#   4. bench/bench_tokenizer.sh       when present
+# Environment: BENCH_ITERS (timed iterations, default 3), BENCH_THREADS (default 2),
+# BENCH_TORCH=0 skips PyTorch, BENCH_BREAKDOWN=N adds bench_model's per-kernel breakdown
+# (N replays), BENCH_DECODE (new tokens to decode, default 128). OPENBLAS_CORETYPE and the
+# like are left as the environment sets them.
+# Full outputs go to BUILD/bench/*.log. Takes about 4 minutes on an idle 2-core machine (more
+# when the machine is shared: the numbers then vary, see docs/performance.md).
+set -u
+BUILD=${1:-build}
+B="$BUILD/bench"
+ITERS=${BENCH_ITERS:-3}
+THREADS=${BENCH_THREADS:-2}
+PY=/usr/bin/python3
+status=0
+
+# value KEY FILE: the value of a `key value` line
+value() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')," \
+     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== bench_sgemm"
+"$B/bench_sgemm" | tee "$B/sgemm.log" || status=1
+PEAK=$(value sgemm_peak_gflops "$B/sgemm.log")
+
+echo "== bench_model (threads $THREADS, $ITERS iterations)"
+set -- --peak "${PEAK:-0}" --iters "$ITERS" --threads "$THREADS" --dir "$B/gpt2-small-random" \
+    --decode "${BENCH_DECODE:-128}"
+[ -n "${BENCH_BREAKDOWN:-}" ] && set -- "$@" --breakdown "$BENCH_BREAKDOWN"
+"$B/bench_model" "$@" | tee "$B/model.log" || status=1
+# the denominator bench_model used (the larger of bench_sgemm's and its own 2-thread sgemm)
+PEAK_USED=$(value peak_gflops_used "$B/model.log")
+
+: > "$B/torch.log"
+if [ "${BENCH_TORCH:-1}" != 0 ]; then
+    echo "== PyTorch reference ($PY)"
+    if [ -x "$PY" ]; then
+        "$PY" bench/ref_model_torch.py --peak "${PEAK_USED:-0}" --iters "$ITERS" \
+            --threads "$THREADS" | tee "$B/torch.log" || status=1
+    else
+        echo "pytorch: not installed ($PY missing)" | tee "$B/torch.log"
+    fi
+fi
+
+if [ -f bench/bench_tokenizer.sh ]; then
+    echo "== bench_tokenizer.sh"
+    sh bench/bench_tokenizer.sh "$BUILD" || status=1
+fi
+
+# ---- summary
+M="$B/model.log"
+Tl="$B/torch.log"
+echo
+echo "== summary: GPT-2-small shape, B x T = $(value batch "$M") x $(value seq "$M")," \
+     "$THREADS threads, sgemm peak $PEAK_USED GFLOP/s (bench_sgemm $PEAK)"
+awk -v peak="$PEAK_USED" '
+    FNR == 1 { f++ }
+    f == 1 { k[$1] = $2 }
+    f == 2 { t[$1] = $2 }
+    function row(name, key) {
+        kt = k[key "_tok_s"]; tt = t["torch_" key "_tok_s"]
+        ks = k[key "_share_of_peak"]; ts = t["torch_" key "_share_of_peak"]
+        printf "%-18s %10s %8s %7s | %10s %8s %7s | %7s\n", name,
+            kt == "" ? "-" : kt, k[key "_gflops"] == "" ? "-" : k[key "_gflops"],
+            ks == "" ? "-" : sprintf("%.0f%%", 100 * ks),
+            tt == "" ? "-" : tt, t["torch_" key "_gflops"] == "" ? "-" : t["torch_" key "_gflops"],
+            ts == "" ? "-" : sprintf("%.0f%%", 100 * ts),
+            (kt != "" && tt != "" && tt > 0) ? sprintf("%.2fx", kt / tt) : "-"
+    }
+    END {
+        printf "%-18s %10s %8s %7s | %10s %8s %7s | %7s\n", "", "ked tok/s", "GFLOP/s", "%peak",
+            "torch tok/s", "GFLOP/s", "%peak", "ked/torch"
+        row("forward", "fwd")
+        row("forward+backward", "fwd_bwd")
+        printf "%-18s %10s tok/s (batch 1, greedy, KV cache)\n", "decode", k["decode_tok_s"]
+        printf "%-18s %10s s; peak RSS %s MB for %s MB of weights (x%s)\n", "load",
+            k["load_s"], k["load_peak_rss_mb"], k["weight_mb"], k["load_peak_rss_over_weights"]
+        printf "%-18s %10s MB (activations + scratch of the B x T run)\n", "run", k["run_mb"]
+        s = k["fwd_bwd_share_of_peak"]
+        if (s != "") printf "target: forward+backward >= 60%% of peak: %s (%.0f%%)\n",
+            (s >= 0.6) ? "met" : "NOT met", 100 * s
+    }' "$M" "$Tl"
+[ -s "$Tl" ] && grep -q "not installed" "$Tl" && echo "pytorch: not installed"
+exit $status
