@@ -30,6 +30,8 @@ static const char *usage =
     "  --batch B           B requests edited one after another, then evaluated together\n"
     "  --seed S            seed of the context templates and the fluency samples (default 0)\n"
     "  --no-fluency        leave out fluency (the 100-token generations)\n"
+    "  --aligned-targets   where the tokenizer merges across the prompt/target boundary, score\n"
+    "                      prompt ids + the target's ids (default: EasyEdit's count-based split)\n"
     "  --threads N         threads (default: all cores)\n"
     "  --out FILE          results JSON (resumed when it holds an unfinished run)\n";
 
@@ -51,11 +53,12 @@ int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *data = NULL, *method = NULL, *hp_path = NULL;
     const char *out = NULL, *fmt_name = "auto", *v;
     long n = 0, offset = 0, batch = 1, seed = 0, threads = 0, layer = -1;
-    int sequential = 0, fluency = 1;
+    int sequential = 0, fluency = 1, aligned = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
         else if (!strcmp(argv[i], "--sequential")) sequential = 1;
         else if (!strcmp(argv[i], "--no-fluency")) fluency = 0;
+        else if (!strcmp(argv[i], "--aligned-targets")) aligned = 1;
         else if ((v = cli_opt_value(argc, argv, &i, "--model"))) model_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--tokenizer"))) tok_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--data"))) data = v;
@@ -134,6 +137,7 @@ int cmd_eval(int argc, char **argv) {
     eo.batch = (int)batch;
     eo.seed = (uint64_t)seed;
     eo.fluency = fluency;
+    eo.aligned_targets = aligned;
     eo.out = out;
     eo.model_name = model_path;
     eo.data_name = data;

@@ -634,6 +634,8 @@ typedef struct {
     uint64_t seed;            // context templates and fluency sampling
     int fluency;              // 1: fluency (n-gram entropy of a 100-token top-k 5 generation)
     int fluency_len;          // total tokens of the generation, prompt included (EasyEdit: 100)
+    int aligned_targets;      // 0: EasyEdit's count-based labels; 1: where a tokenizer merges
+                              // across the prompt/target boundary, prompt ids + the target's ids
     const char *out;          // results JSON, written atomically after each case or batch; a
                               // file from an interrupted run of the same settings is resumed
     const char *model_name;   // recorded in the file (checked on resume); NULL: the model path

@@ -26,6 +26,17 @@ static void check_teacher_forced(const ked_model *m, const ked_tokenizer *tok, c
     CHECK(k == kk, "k %d, n %d, np %d", k, n, np);
     int prefix = n > np;
     for (int i = 0; prefix && i < np; i++) prefix = p[i] == ids[i];
+    { // aligned targets: the editing core's accuracy (prompt ids + target ids), always
+        double acc_a = -1, acc_u = -1;
+        float acc_e = -1;
+        int ka = 0;
+        CHECK_OK(eval_teacher_forced(m, tok, prompt, target, 1, &acc_a, NULL, NULL, NULL, &ka, &err), &err);
+        CHECK_OK(eval_teacher_forced(m, tok, prompt, target, 0, &acc_u, NULL, NULL, NULL, NULL, &err), &err);
+        CHECK_OK(ked_edit_token_accuracy(m, tok, prompt, target, &acc_e, NULL, NULL, &err), &err);
+        CHECK(fabs(acc_e - acc_a) < 1e-6 && ka > 0, "aligned %g vs ked_edit_token_accuracy %g", acc_a, acc_e);
+        CHECK(!prefix || acc_a == acc_u || (isnan(acc_a) && isnan(acc_u)), "aligned differs on a prefix prompt");
+        printf("  aligned: %d target tokens, acc %.4f\n", ka, acc_a);
+    }
     if (k == 0) {
         CHECK(isnan(acc) && isnan(nll), "no target token: acc %g nll %g", acc, nll);
         printf("  \"%s\" + \"%s\": the joint text has no more tokens than the prompt: acc NaN (dropped)\n", prompt, target);

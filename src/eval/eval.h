@@ -8,7 +8,14 @@
 #include "ked.h"
 #include "core/core.h"
 
+// eval_teacher_forced: ked_eval_teacher_forced; aligned = 1: prompt ids + the target's ids when
+// the prompt's ids are not a prefix of the joint text's (ked_eval_opts.aligned_targets)
+ked_status eval_teacher_forced(const ked_model *m, const ked_tokenizer *tok, const char *prompt,
+                               const char *target, int aligned, double *acc, double *nll, int **pred,
+                               int **labels, int *k, ked_error *err);
+
 typedef struct {
+    int aligned;
     int fluency, fluency_len;
     uint64_t fluency_seed;    // the seed of this case's fluency sample (same pre and post)
 } quality_opts;

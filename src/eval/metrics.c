@@ -1,16 +1,25 @@
 // metrics.c: EasyEdit's teacher-forced token accuracy (test_prediction_acc,
 // easyedit-reference.md §4.3) with ROME's per-token NLL from the same forward, and locality's
 // token agreement (§4.4). One prompt per forward (B = 1): no padding, so how cases are grouped
-// never changes a number.
+// never changes a number. With `aligned`, a prompt whose ids are not a prefix of the joint
+// text's (a tokenizer merging across the boundary) is scored on prompt ids + the target's ids
+// (edit_target_ids, docs/editing.md) instead of EasyEdit's count-based split.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "edit/edit.h"
 #include "eval/eval.h"
 
 ked_status ked_eval_teacher_forced(const ked_model *m, const ked_tokenizer *tok, const char *prompt,
                                    const char *target, double *acc, double *nll, int **pred,
                                    int **labels, int *k_out, ked_error *err) {
+    return eval_teacher_forced(m, tok, prompt, target, 0, acc, nll, pred, labels, k_out, err);
+}
+
+ked_status eval_teacher_forced(const ked_model *m, const ked_tokenizer *tok, const char *prompt,
+                               const char *target, int aligned, double *acc, double *nll, int **pred,
+                               int **labels, int *k_out, ked_error *err) {
     while (*target == ' ') target++;
     size_t lp = strlen(prompt), lt = strlen(target);
     char *text = malloc(lp + lt + 2);
@@ -23,6 +32,20 @@ ked_status ked_eval_teacher_forced(const ked_model *m, const ked_tokenizer *tok,
     ked_status st = ked_tokenizer_encode(tok, prompt, lp, 1, &p, NULL, &np, err);
     if (!st) st = ked_tokenizer_encode(tok, text, lp + lt + 1, 1, &ids, NULL, &n, err);
     if (st) goto done;
+    int prefix = n > np;
+    for (int i = 0; prefix && i < np; i++) prefix = p[i] == ids[i];
+    if (aligned && !prefix) { // prompt ids + the target's ids (the editing core's rule)
+        int *t = NULL, nt = 0;
+        if ((st = edit_target_ids(tok, prompt, text + lp, &t, &nt, err))) goto done;
+        int *j = malloc(sizeof(int) * (size_t)(np + nt));
+        if (!j) { free(t); st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
+        memcpy(j, p, sizeof(int) * (size_t)np);
+        memcpy(j + np, t, sizeof(int) * (size_t)nt);
+        free(t);
+        free(ids);
+        ids = j;
+        n = np + nt;
+    }
     int k = n - np; // scored positions (EasyEdit: by count, the prompt assumed a prefix)
     if (k < 0) k = 0;
     if (n > ked_model_config(m)->max_pos && ked_model_config(m)->max_pos > 0) {

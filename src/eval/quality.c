@@ -20,9 +20,9 @@ static json_t *ids_json(const int *ids, int n) {
     return a;
 }
 
-static ked_status tf(const ked_model *m, const ked_tokenizer *tok, const char *prompt, const char *target,
-                     double *acc, double *nll, int **pred, int *k, ked_error *err) {
-    ked_status st = ked_eval_teacher_forced(m, tok, prompt, target, acc, nll, pred, NULL, k, err);
+static ked_status tf(const ked_model *m, const ked_tokenizer *tok, int aligned, const char *prompt,
+                     const char *target, double *acc, double *nll, int **pred, int *k, ked_error *err) {
+    ked_status st = eval_teacher_forced(m, tok, prompt, target, aligned, acc, nll, pred, NULL, k, err);
     if (st) ked_prefix_error(err, "prompt \"%s\", target \"%s\"", prompt, target);
     return st;
 }
@@ -47,10 +47,10 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
     // rewrite
     json_t *ra = json_array(), *rp = cf ? json_array() : NULL;
     json_object_set_new(ret, "rewrite_acc", ra);
-    if ((st = tf(m, tok, q->prompt, q->target_new, &acc, &nll, NULL, &k, err))) goto fail;
+    if ((st = tf(m, tok, o->aligned, q->prompt, q->target_new, &acc, &nll, NULL, &k, err))) goto fail;
     if (isfinite(acc)) json_array_append_new(ra, json_real(acc));
     if (cf) {
-        if ((st = tf(m, tok, q->prompt, q->ground_truth, NULL, &nll_t, NULL, &k, err))) goto fail;
+        if ((st = tf(m, tok, o->aligned, q->prompt, q->ground_truth, NULL, &nll_t, NULL, &k, err))) goto fail;
         json_array_append_new(rp, probs_obj(nll, nll_t));
     }
     // rephrase
@@ -58,7 +58,7 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
         json_t *a = json_array();
         json_object_set_new(ret, "rephrase_acc", a);
         for (int i = 0; i < c->n_rephrases; i++) {
-            if ((st = tf(m, tok, c->rephrases[i], q->target_new, &acc, NULL, NULL, &k, err))) goto fail;
+            if ((st = tf(m, tok, o->aligned, c->rephrases[i], q->target_new, &acc, NULL, NULL, &k, err))) goto fail;
             if (isfinite(acc)) json_array_append_new(a, json_real(acc));
         }
     }
@@ -73,7 +73,7 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
         json_object_set_new(loc, key, a);
         for (int i = 0; i < G->n; i++) {
             int *pred = NULL;
-            if ((st = tf(m, tok, G->prompts[i], G->ground_truth[i], NULL, NULL, &pred, &k, err))) goto fail;
+            if ((st = tf(m, tok, o->aligned, G->prompts[i], G->ground_truth[i], NULL, NULL, &pred, &k, err))) goto fail;
             json_array_append_new(a, ids_json(pred, k));
             free(pred);
         }
@@ -88,7 +88,7 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
         snprintf(key, sizeof key, "%s_acc", G->name);
         json_object_set_new(port, key, a);
         for (int i = 0; i < G->n; i++) {
-            if ((st = tf(m, tok, G->prompts[i], G->ground_truth[i], &acc, NULL, NULL, &k, err))) goto fail;
+            if ((st = tf(m, tok, o->aligned, G->prompts[i], G->ground_truth[i], &acc, NULL, NULL, &k, err))) goto fail;
             if (isfinite(acc)) json_array_append_new(a, json_real(acc));
         }
     }
@@ -112,8 +112,8 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
         json_object_set_new(ret, "paraphrase_prompts_probs", pp);
         json_object_set_new(ret, "neighborhood_prompts_probs", np);
         for (int i = 0; i < c->n_paraphrases; i++) {
-            if ((st = tf(m, tok, c->paraphrases[i], q->target_new, NULL, &nll, NULL, &k, err)) ||
-                (st = tf(m, tok, c->paraphrases[i], q->ground_truth, NULL, &nll_t, NULL, &k, err)))
+            if ((st = tf(m, tok, o->aligned, c->paraphrases[i], q->target_new, NULL, &nll, NULL, &k, err)) ||
+                (st = tf(m, tok, o->aligned, c->paraphrases[i], q->ground_truth, NULL, &nll_t, NULL, &k, err)))
                 goto fail;
             json_array_append_new(pp, probs_obj(nll, nll_t));
         }
@@ -121,8 +121,8 @@ ked_status eval_quality(const ked_model *m, const ked_tokenizer *tok, const ked_
             const ked_edit_group *G = &q->locality[g];
             if (strcmp(G->name, "neighborhood")) continue;
             for (int i = 0; i < G->n; i++) {
-                if ((st = tf(m, tok, G->prompts[i], q->target_new, NULL, &nll, NULL, &k, err)) ||
-                    (st = tf(m, tok, G->prompts[i], q->ground_truth, NULL, &nll_t, NULL, &k, err)))
+                if ((st = tf(m, tok, o->aligned, G->prompts[i], q->target_new, NULL, &nll, NULL, &k, err)) ||
+                    (st = tf(m, tok, o->aligned, G->prompts[i], q->ground_truth, NULL, &nll_t, NULL, &k, err)))
                     goto fail;
                 json_array_append_new(np, probs_obj(nll, nll_t));
             }

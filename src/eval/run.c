@@ -76,6 +76,7 @@ static const ked_case *case_at(run_ctx *r, int i) { return ked_dataset_case(r->d
 
 static quality_opts qopts(run_ctx *r, int i) {
     quality_opts q;
+    q.aligned = r->o->aligned_targets;
     q.fluency = r->o->fluency;
     q.fluency_len = r->o->fluency_len > 0 ? r->o->fluency_len : 100;
     q.fluency_seed = r->o->seed * 1000003u + (uint64_t)case_at(r, i)->record;
@@ -121,6 +122,7 @@ static json_t *meta_json(run_ctx *r) {
     json_object_set_new(m, "offset", json_integer(r->off));
     json_object_set_new(m, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(m, "fluency", json_integer(o->fluency ? (o->fluency_len > 0 ? o->fluency_len : 100) : 0));
+    json_object_set_new(m, "targets", json_string(o->aligned_targets ? "aligned" : "easyedit"));
     json_object_set_new(m, "records", json_integer(ked_dataset_n_records(r->d)));
     json_object_set_new(m, "cases", json_integer(ked_dataset_n(r->d)));
     json_object_set_new(m, "skipped_records", json_integer(ked_dataset_n_skipped(r->d)));
