@@ -4,6 +4,8 @@
 # run only in the normal build). Ends with "N passed, N failed".
 BUILD=${BUILD:-build}
 mode=${1:-all}
+# passive OpenMP waiting: spinning threads slow small parallel regions badly on shared cores
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 pass=0; fail=0; failed=""
 for src in tests/test_*.c; do
     name=$(basename "$src" .c)
