@@ -22,7 +22,7 @@ mkdir -p "$KF_RUN"
 "$BUILD/ked" train --init --tokenizer "$KF_RUN/tokenizer.json" --data "$KF_RUN/corpus.txt" \
     --out "$KF_RUN/run" --threads "$KF_THREADS" \
     --layers 4 --d-model 256 --heads 8 --d-ff 512 --max-pos 512 --init-seed 1 \
-    --batch 16 --seq 128 --steps 2200 --warmup 100 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.1 \
+    --batch 16 --seq 128 --steps 1200 --warmup 100 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.1 \
     --clip 1.0 --eval-frac 0.01 --eval-every 200 --ckpt-every 100 --keep 2 --seed 1 --log-every 10
 # 4. install the last checkpoint as the model (HF directory) with its manifest
 last=$(ls -d "$KF_RUN"/run/checkpoint-* | sed 's/.*checkpoint-//' | sort -n | tail -1)

@@ -6,8 +6,8 @@
 //
 // Facts: every record's true fact (subject, relation, target_true), written with every template
 // of its relation: the requested_rewrite prompts of all records of that relation and the
-// wordings of their paraphrase prompts (noise prefix cut at the last sentence boundary before
-// the subject). Records held out for generalisation (N of them, chosen by a seeded hash of the
+// wordings of their paraphrase prompts (the noise prefix removed: see wording_template).
+// Records held out for generalisation (N of them, chosen by a seeded hash of the
 // case id) get every template except the wordings of their own two paraphrase prompts, and
 // their paraphrase prompts are not trained; the other records also get their paraphrase prompts
 // as they are (noise prefix included). Every record's 10 neighbourhood prompts are trained with
@@ -16,8 +16,8 @@
 //
 // corpus: R differently shuffled copies of the fact sentences, grouped 1-3 to a line, then the
 // first L non-empty WikiText-2 lines (CRLF removed; L < 0: all). tok-corpus: one copy of the
-// facts and the WikiText lines (for the BPE trainer). manifest: one JSON object per record with the evaluation prompts and the split
-// (case_id, held_out, relation_id, subject, prompt, target = target_true, target_new (the
+// facts and the WikiText lines (for the BPE trainer). manifest: one JSON object per record
+// with the evaluation prompts and the split (case_id, held_out, relation_id, subject, prompt, target = target_true, target_new (the
 // counterfactual edit of the record, never trained), paraphrases, neighbours).
 #include <jansson.h>
 #include <stdint.h>
@@ -69,22 +69,35 @@ static char *fill(const char *t, const char *subj) {
     return o;
 }
 
-// the wording of a paraphrase prompt: noise prefix cut at the last sentence boundary before the
-// subject, the subject replaced by {} (malloc'd; NULL if the subject is absent)
-static char *wording_template(const char *para, const char *subj) {
-    const char *p = strstr(para, subj);
-    if (!p) return NULL;
+// the part of a paraphrase prompt before its subject, cut at the last sentence boundary
+// (". ", "? ", "! ", ": ", ") ", newline): a first guess at where the noise prefix ends
+static const char *boundary_cut(const char *para, const char *subj_at) {
     const char *start = para;
-    for (const char *q = para; q < p; q++) {
-        if ((q[0] == '.' || q[0] == '?' || q[0] == '!' || q[0] == ':' || q[0] == ')') && q + 1 < p && q[1] == ' ')
+    for (const char *q = para; q < subj_at; q++) {
+        if ((q[0] == '.' || q[0] == '?' || q[0] == '!' || q[0] == ':' || q[0] == ')') && q + 1 < subj_at && q[1] == ' ')
             start = q + 2;
         else if (q[0] == '\n') start = q + 1;
     }
-    size_t pre = (size_t)(p - start);
-    size_t n = pre + 2 + strlen(p + strlen(subj));
+    return start;
+}
+
+// the wording of a paraphrase prompt, as a template: the subject replaced by {}, and before it
+// the longest known prefix of the relation's templates that ends the text before the subject
+// (none: the wording starts at the subject). Known prefixes: those of the requested_rewrite
+// prompts, and boundary cuts seen in at least 3 paraphrases of the relation. Noise without a
+// sentence boundary ("Category:Moths described in 1941 BMW E23, created by") is thus cut too.
+static char *wording_template(const char *para, const char *subj, const strs *prefixes) {
+    const char *p = strstr(para, subj);
+    if (!p) return NULL;
+    size_t pre_len = (size_t)(p - para), best = 0;
+    for (size_t i = 0; i < prefixes->n; i++) {
+        size_t l = strlen(prefixes->s[i]);
+        if (l > best && l <= pre_len && !memcmp(p - l, prefixes->s[i], l)) best = l;
+    }
+    size_t n = best + 2 + strlen(p + strlen(subj));
     char *o = malloc(n + 1);
     if (!o) die("%s", "out of memory");
-    snprintf(o, n + 1, "%.*s{}%s", (int)pre, start, p + strlen(subj));
+    snprintf(o, n + 1, "%.*s{}%s", (int)best, p - best, p + strlen(subj));
     return o;
 }
 
@@ -165,7 +178,6 @@ int main(int argc, char **argv) {
         if (json_array_size(pp) != 2) die("%s: a record without 2 paraphrase prompts", cf);
         for (int k = 0; k < 2; k++) {
             r->para[k] = json_string_value(json_array_get(pp, (size_t)k));
-            r->para_t[k] = wording_template(r->para[k], r->subject);
         }
         for (size_t k = 0; k < json_array_size(np) && k < 10; k++)
             r->neigh[r->n_neigh++] = json_string_value(json_array_get(np, k));
@@ -181,9 +193,39 @@ int main(int argc, char **argv) {
         }
         free(h);
     }
-    // templates per relation, in first-seen order
+    // known template prefixes per relation (see wording_template), then the paraphrase wordings
     relation *rel = calloc(nr, sizeof *rel);
     size_t n_rel = 0;
+    strs *prefixes = calloc(nr, sizeof *prefixes), *cuts = calloc(nr, sizeof *cuts);
+    if (!rel || !prefixes || !cuts) die("%s", "out of memory");
+    for (size_t i = 0; i < nr; i++) {
+        size_t k = 0;
+        while (k < n_rel && strcmp(rel[k].rel, R[i].relation)) k++;
+        if (k == n_rel) rel[n_rel++].rel = R[i].relation;
+        const char *b = strstr(R[i].prompt_t, "{}");
+        char pre[1024];
+        snprintf(pre, sizeof pre, "%.*s", (int)(b - R[i].prompt_t), R[i].prompt_t);
+        if (!contains(&prefixes[k], pre)) push(&prefixes[k], pre);
+        for (int q = 0; q < 2; q++) {
+            const char *at = strstr(R[i].para[q], R[i].subject);
+            if (!at) continue;
+            const char *c = boundary_cut(R[i].para[q], at);
+            snprintf(pre, sizeof pre, "%.*s", (int)(at - c), c);
+            push(&cuts[k], pre); // with repetitions: counted below
+        }
+    }
+    for (size_t k = 0; k < n_rel; k++)
+        for (size_t i = 0; i < cuts[k].n; i++) {
+            size_t c = 0;
+            for (size_t j = 0; j < cuts[k].n; j++) c += !strcmp(cuts[k].s[i], cuts[k].s[j]);
+            if (c >= 3 && !contains(&prefixes[k], cuts[k].s[i])) push(&prefixes[k], cuts[k].s[i]);
+        }
+    for (size_t i = 0; i < nr; i++) {
+        size_t k = 0;
+        while (strcmp(rel[k].rel, R[i].relation)) k++;
+        for (int q = 0; q < 2; q++) R[i].para_t[q] = wording_template(R[i].para[q], R[i].subject, &prefixes[k]);
+    }
+    // templates per relation, in first-seen order
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < nr; i++) {
             size_t k = 0;
