@@ -19,8 +19,8 @@
 //   fwd   = 2 * B*T * P_mm + attn
 //   bwd   = 2 * fwd (two matmuls per forward matmul)   fwd+bwd = 3 * fwd
 // The share of peak divides GFLOP/s by the sgemm peak: the larger of --peak (bench_sgemm's
-// number, passed in by bench/run.sh) and a 2-thread sgemm measured here around the timings, so
-// that machine load during this run lowers the denominator too. Prints `key value` lines.
+// number, passed in by bench/run.sh) and a 2-thread sgemm measured here just before and just
+// after the timings (the best the machine showed during the run). Prints `key value` lines.
 //
 //   build/bench/bench_model [--dir DIR] [--peak GFLOPS] [--iters N] [--threads N]
 //                           [--batch B] [--seq T] [--decode N] [--only fwd|bwd|all]

@@ -27,14 +27,16 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's
      "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== bench_sgemm"
-"$B/bench_sgemm" | tee "$B/sgemm.log" || status=1
+"$B/bench_sgemm" | tee "$B/sgemm.log"
+grep -q '^sgemm_peak_gflops ' "$B/sgemm.log" || { echo "bench_sgemm failed"; status=1; }
 PEAK=$(value sgemm_peak_gflops "$B/sgemm.log")
 
 echo "== bench_model (threads $THREADS, $ITERS iterations)"
 set -- --peak "${PEAK:-0}" --iters "$ITERS" --threads "$THREADS" --dir "$B/gpt2-small-random" \
     --decode "${BENCH_DECODE:-128}"
 [ -n "${BENCH_BREAKDOWN:-}" ] && set -- "$@" --breakdown "$BENCH_BREAKDOWN"
-"$B/bench_model" "$@" | tee "$B/model.log" || status=1
+"$B/bench_model" "$@" | tee "$B/model.log"
+grep -q '^fwd_bwd_tok_s ' "$B/model.log" || { echo "bench_model failed"; status=1; }
 # the denominator bench_model used (the larger of bench_sgemm's and its own 2-thread sgemm)
 PEAK_USED=$(value peak_gflops_used "$B/model.log")
 
