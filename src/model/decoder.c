@@ -141,13 +141,17 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
     // attention
     norm_forward(c, a->h1, a->h1_mean, a->h1_rstd, x, W(m, l, P_ATTN_NORM_W), W(m, l, P_ATTN_NORM_B), N);
     linear_forward(m, r, a->q, a->h1, l, P_WQ, P_BQ, N, C, HD);
-    for (int b = 0; b < B; b++) { // k, v of the new positions go into the cache rows pos0..pos0+T-1
+    // k, v of the new positions go into the cache rows pos0..pos0+T-1; when the rows are packed
+    // (S == T, pos0 == 0: every backward run) that is one product over all N rows
+    int packed = S == T && pos0 == 0;
+    for (int b = 0; b < (packed ? 1 : B); b++) {
+        int rows = packed ? N : T;
         float *kb = a->k + ((size_t)b * S + pos0) * KVD, *vb = a->v + ((size_t)b * S + pos0) * KVD;
         const float *hb = a->h1 + (size_t)b * T * C;
-        linear_forward(m, r, kb, hb, l, P_WK, P_BK, T, C, KVD);
-        linear_forward(m, r, vb, hb, l, P_WV, P_BV, T, C, KVD);
+        linear_forward(m, r, kb, hb, l, P_WK, P_BK, rows, C, KVD);
+        linear_forward(m, r, vb, hb, l, P_WV, P_BV, rows, C, KVD);
         if (c->pos == KED_POS_ROTARY)
-            rope_forward(kb, r->pos + (size_t)b * T, m->inv_freq, T, KV, D, c->rot_dim,
+            rope_forward(kb, r->pos + (size_t)b * T, m->inv_freq, rows, KV, D, c->rot_dim,
                          c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX);
     }
     if (c->pos == KED_POS_ROTARY)

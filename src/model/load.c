@@ -92,6 +92,16 @@ static const st_tensor *find_tensor(const ked_model *m, const char *name, const 
     return t;
 }
 
+// the file's pages of a tensor that has been converted into ked's own buffer are not needed any
+// more: drop them from memory, or a converted model is held twice (GPT-2's Conv1D weights are
+// transposed: 1.4x the weights' bytes resident after load without this). The map is private and
+// read-only, so a later read would only fault the bytes back in from the file.
+static void release_mapped(const void *data, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1), b = ((uintptr_t)data + n) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 // fill the slot(s) of one family tensor from the file
 static ked_status load_tensor(ked_model *m, const family_tensor *ft, int layer, const char *name,
                               ked_error *err) {
@@ -156,6 +166,7 @@ static ked_status load_tensor(ked_model *m, const family_tensor *ft, int layer, 
     if (!tmp) return KED_ERR_NOMEM;
     ked_status st = st_to_f32(file, t, tmp, err);
     if (st) { free(tmp); return st; }
+    release_mapped(t->data, t->nbytes);
     float *part[3] = {NULL, NULL, NULL};
     if (ft->transform == T_COPY || (ft->transform == T_TRANSPOSE && cols[0] == 1)) {
         part[0] = tmp;
