@@ -122,9 +122,12 @@ static void truncate_results(const char *from, const char *to, int k) {
     json_decref(root);
 }
 
+static int offset_ = 0; // --offset of the next run()
+
 static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const char *method, const ked_hparams *hp,
                       int n, int seq, int batch, const char *out, ked_eval_summary *sum, ked_error *err) {
     ked_eval_opts o = ked_eval_defaults();
+    o.offset = offset_;
     o.method = method;
     o.hp = hp;
     o.n = n;
@@ -337,6 +340,25 @@ int main(void) {
         char *x = slurp(rs[i].full), *y = slurp(p_part);
         CHECK(x && y && !strcmp(x, y), "resumed %s after %d cases differs from the uninterrupted run", rs[i].full, rs[i].k);
         free(x); free(y);
+    }
+    // --offset: cases 2 and 3 alone are cases 2 and 3 of the whole run
+    {
+        char p_off[256];
+        snprintf(p_off, sizeof p_off, "%s/offset.json", dir);
+        ked_eval_summary so;
+        offset_ = 2;
+        CHECK_OK(run(m, tok, d, "none", NULL, 2, 0, 1, p_off, &so, &err), &err);
+        offset_ = 0;
+        json_t *x = json_load_file(p_off, 0, &je), *y = json_load_file(p_none, 0, &je);
+        json_t *rx = json_object_get(x, "results"), *ry = json_object_get(y, "results");
+        CHECK(json_array_size(rx) == 2, "offset: %zu results", json_array_size(rx));
+        for (size_t i = 0; i < json_array_size(rx); i++) {
+            json_t *a1 = json_array_get(rx, i), *b1 = json_array_get(ry, i + 2);
+            CHECK(json_integer_value(json_object_get(a1, "ked_record")) == (json_int_t)(i + 2), "offset: record");
+            CHECK(json_equal(json_object_get(a1, "pre"), json_object_get(b1, "pre")), "offset: pre of case %zu", i + 2);
+        }
+        json_decref(x);
+        json_decref(y);
     }
     // a file of other settings is not resumed
     ked_eval_summary sx;
