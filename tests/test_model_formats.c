@@ -7,7 +7,8 @@
 //    tensor_read, generation, the editor (base hash, writable weights) and
 //    model_param_materialize_f32 work on half-held tensors.
 //    Models: tiny-llama (GQA), tiny-gpt2 (transposed Conv1D, fused c_attn), tiny-neox (fused
-//    per-head qkv), tiny-gptj (head bias) -- every load transform.
+//    per-head qkv), tiny-gptj (head bias) -- every load transform -- in bf16 and f16; the other
+//    fixtures in bf16.
 //  - sharded checkpoints: a fixture split into three shards + model.safetensors.index.json by
 //    st_write_dir loads and gives bit-identical logits; bad indexes (a missing shard, a tensor
 //    in two shards, a shard lacking a listed tensor) fail through ked_model_load with errors
@@ -457,6 +458,11 @@ int main(void) {
         test_half(models[i][0], models[i][1], KED_BF16, 0.03f);
         test_half(models[i][0], models[i][1], KED_F16, 0.003f);
     }
+    // the other families in bf16: tied head with q/k/v biases, sliding window, llama3 rope,
+    // sequential NeoX
+    const char *more[4][2] = {{"tests/data/tiny-qwen2", "qwen2"}, {"tests/data/tiny-mistral", "mistral"},
+                              {"tests/data/tiny-llama3", "llama3"}, {"tests/data/tiny-neox-seq", "neox-seq"}};
+    for (int i = 0; i < 4; i++) test_half(more[i][0], more[i][1], KED_BF16, 0.03f);
     printf("config fields of the newer families\n");
     test_config_fields();
     printf("sharded checkpoints\n");
