@@ -437,6 +437,31 @@ static void test_config_fields(void) {
     // attention_bias false while the weights hold q/k/v biases: the stored tensor is named
     cfg_case("neox attention_bias false", NX, "c13", "attention_bias", json_false(),
              KED_ERR_FORMAT, ".attention.", "model.safetensors");
+    // GPT-2 with "gelu": the exact GELU; NeoX without hidden_act: GPTNeoXConfig's "gelu"
+    const struct { const char *src, *name, *key; json_t *v; ked_gelu_kind want; } acts[] = {
+        {"tests/data/tiny-gpt2", "g1", "activation_function", json_string("gelu"), KED_GELU_ERF},
+        {"tests/data/tiny-gpt2", "g2", "activation_function", json_string("gelu_new"), KED_GELU_TANH},
+        {NX, "g3", "hidden_act", NULL, KED_GELU_ERF},
+        {NX, "g4", "hidden_act", json_string("gelu_pytorch_tanh"), KED_GELU_TANH},
+    };
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
+        char gd[512], ga[700], gb[700];
+        new_model_dir(gd, sizeof gd, acts[i].src, acts[i].name);
+        snprintf(ga, sizeof ga, "%s/config.json", gd);
+        json_error_t je;
+        json_t *cfg = json_load_file(ga, 0, &je);
+        if (acts[i].v) json_object_set_new(cfg, acts[i].key, acts[i].v);
+        else json_object_del(cfg, acts[i].key);
+        json_dump_file(cfg, ga, JSON_INDENT(2));
+        json_decref(cfg);
+        snprintf(ga, sizeof ga, "%s/model.safetensors", acts[i].src);
+        snprintf(gb, sizeof gb, "%s/model.safetensors", gd);
+        copy_file(ga, gb);
+        ked_model *gm = load(gd, 0);
+        CHECK(ked_model_config(gm)->gelu == acts[i].want, "%s %s: GELU kind %d", acts[i].src,
+              acts[i].key, (int)ked_model_config(gm)->gelu);
+        ked_model_free(gm);
+    }
     // an unchanged copy loads: the cases above fail for their field alone
     char dir[512], a[700], b[700];
     new_model_dir(dir, sizeof dir, NX, "c14");

@@ -119,6 +119,18 @@ static ked_status read_rope_scaling(json_t *r, const char *path, ked_config *c, 
     return KED_OK;
 }
 
+// the GELU of a GELU MLP (GPT-2, GPT-J activation_function; GPT-NeoX hidden_act): "gelu" is the
+// exact erf GELU, the others are transformers' names of the tanh approximation
+static ked_status read_gelu(json_t *r, const char *path, const char *key, ked_config *c,
+                            ked_error *err) {
+    static const char *const names[] = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu", NULL};
+    int k;
+    TRY(cfg_choice(r, path, key, names, 0, &k, "\"gelu\" (erf) and \"gelu_new\", "
+                   "\"gelu_pytorch_tanh\", \"gelu_fast\" (tanh)", err));
+    c->gelu = k == 3 ? KED_GELU_ERF : KED_GELU_TANH;
+    return KED_OK;
+}
+
 // hidden_act of a gated-SiLU MLP
 static ked_status read_silu(json_t *r, const char *path, ked_error *err) {
     static const char *const silu[] = {"silu", NULL};
@@ -229,10 +241,7 @@ static ked_status gpt2_read_config(json_t *r, const char *path, ked_config *c, k
     if (c->d_ff == 0) c->d_ff = 4 * c->d_model;
     TRY(cfg_float(r, path, "layer_norm_epsilon", 1e-5f, &c->norm_eps, err));
     TRY(cfg_bool(r, path, "tie_word_embeddings", 1, &c->tied_head, err));
-    json_t *act = json_object_get(r, "activation_function");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
-    TRY(cfg_unsupported_if(strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"), path,
-                           "activation_function", "an activation other than gelu_new", err));
+    TRY(read_gelu(r, path, "activation_function", c, err));
     int scale = 1, by_layer = 0;
     TRY(cfg_bool(r, path, "scale_attn_weights", 1, &scale, err));
     TRY(cfg_unsupported_if(!scale, path, "scale_attn_weights", "false", err));
@@ -280,8 +289,6 @@ static const char *const gpt2_ignored[] = {"h.%d.attn.bias", "h.%d.attn.masked_b
 // with GPT-J's interleaved pairing, theta 10000; no attention biases; fc_in/fc_out with biases;
 // lm_head with a bias, untied.
 
-static const char *const gelu_tanh_names[] = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", NULL};
-
 static ked_status gptj_read_config(json_t *r, const char *path, ked_config *c, ked_error *err) {
     TRY(cfg_int(r, path, "n_embd", CFG_REQUIRED, &c->d_model, err));
     TRY(cfg_int(r, path, "n_layer", CFG_REQUIRED, &c->n_layer, err));
@@ -299,10 +306,7 @@ static ked_status gptj_read_config(json_t *r, const char *path, ked_config *c, k
     TRY(cfg_bool(r, path, "tie_word_embeddings", 0, &c->tied_head, err));
     TRY(cfg_unsupported_if(c->tied_head, path, "tie_word_embeddings",
                            "true (GPT-J's lm_head has a bias of its own)", err));
-    int k;
-    TRY(cfg_choice(r, path, "activation_function", gelu_tanh_names, 0, &k,
-                   "\"gelu_new\" (tanh GELU)", err));
-    c->gelu = KED_GELU_TANH;
+    TRY(read_gelu(r, path, "activation_function", c, err));
     c->n_kv_head = c->n_head;
     c->head_dim = 0;
     c->norm = KED_NORM_LAYERNORM;
@@ -371,11 +375,9 @@ static ked_status neox_read_config(json_t *r, const char *path, ked_config *c, k
     TRY(cfg_bool(r, path, "tie_word_embeddings", 0, &c->tied_head, err));
     TRY(cfg_bool(r, path, "attention_bias", 1, &c->qkv_bias, err));
     c->o_bias = c->qkv_bias;
-    static const char *const acts[] = {"gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", NULL};
-    int act;
-    TRY(cfg_choice(r, path, "hidden_act", acts, 0, &act, "\"gelu\" (erf) and \"gelu_new\" (tanh)",
-                   err));
-    c->gelu = act == 0 ? KED_GELU_ERF : KED_GELU_TANH;
+    TRY(read_gelu(r, path, "hidden_act", c, err));
+    json_t *act = json_object_get(r, "hidden_act");
+    if (!act || json_is_null(act)) c->gelu = KED_GELU_ERF; // GPTNeoXConfig's default: "gelu"
     TRY(read_rope_scaling(r, path, c, err));
     if (c->n_head > 0 && c->d_model % c->n_head == 0) {
         // modeling_gpt_neox.py: rotary_ndims = int(head_size * rotary_pct)
