@@ -14,11 +14,12 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 #define KED_COMMANDS(X)                                                                    \
     X(generate, "generate text from a prompt")                                             \
     X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
-    X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m); --patch writes the patch") \
+    X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m, memit, emmet, alphaedit)")    \
     X(eval, "evaluate an editing method on ZsRE/CounterFact/KnowEdit data as EasyEdit does") \
     X(tokenize, "print the token ids, pieces and byte offsets of a text")                  \
     X(train, "train a model from scratch or a checkpoint (AdamW, resumable checkpoints)")  \
-    X(tokenizer_train, "learn a byte-level BPE tokenizer.json from text")
+    X(tokenizer_train, "learn a byte-level BPE tokenizer.json from text")                \
+    X(stats, "second-moment statistics of the MLP keys over a corpus (cached), for MEMIT etc.")
 
 #define DECLARE(name, help) int cmd_##name(int argc, char **argv);
 KED_COMMANDS(DECLARE)

@@ -19,8 +19,9 @@ static const char *usage =
     "\n"
     "  --model PATH        Hugging Face directory, llama2.c checkpoint, or an edited directory\n"
     "  --tokenizer PATH    tokenizer (default: the one beside the model)\n"
-    "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l)\n"
-    "  --hparams YAML      an EasyEdit hparams file (ROME, R-ROME, FT); default: values derived\n"
+    "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l), memit, emmet, alphaedit\n"
+    "  --hparams YAML      an EasyEdit hparams file (ROME, R-ROME, FT, MEMIT, EMMET, AlphaEdit);\n"
+    "                      default: values derived\n"
     "                      from the model (docs/editing.md)\n"
     "  --prompt P          the prompt; it contains the subject (or \"{}\" standing for it)\n"
     "  --subject S         the subject\n"
@@ -35,6 +36,11 @@ static const char *usage =
     "  --revert N          take patch N of the list out (repeatable; see --log)\n"
     "  --log               print the list of patches (applied and reverted)\n"
     "  --out DIR           write the edited model directory\n"
+    "  --stats-corpus FILE second-moment statistics (memit, emmet, alphaedit, ROME with\n"
+    "                      mom2_adjustment) are computed from FILE when not cached (ked stats)\n"
+    "  --stats-tokens N    token budget of the statistics (default: mom2_n_samples documents)\n"
+    "  --stats-docs N      document budget of the statistics\n"
+    "  --doc-split S       line (default), blank or jsonl: what a document of the corpus is\n"
     "  --threads N         threads (default: all cores)\n";
 
 static void on_step(int step, float loss, void *user) {
@@ -97,6 +103,8 @@ int cmd_edit(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *method = NULL, *hp_path = NULL, *v;
     const char *prompt = NULL, *subject = NULL, *target = NULL, *rephrase = NULL;
     const char *patch_path = NULL, *tmpl_path = NULL, *out_dir = NULL;
+    ked_stats_opts so = ked_stats_defaults();
+    long sv = 0;
     const char *apply[64];
     long revert[64];
     int n_apply = 0, n_revert = 0, log = 0;
@@ -115,6 +123,19 @@ int cmd_edit(int argc, char **argv) {
         else if ((v = cli_opt_value(argc, argv, &i, "--templates"))) tmpl_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--out"))) out_dir = v;
         else if (!strcmp(argv[i], "--log")) log = 1;
+        else if ((v = cli_opt_value(argc, argv, &i, "--stats-corpus"))) so.corpus = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--stats-tokens"))) {
+            if (!cli_parse_int(v, 1, 0x7fffffffffffffffL, &sv)) return cli_usage_error("edit", "bad --stats-tokens '%s'", v);
+            so.max_tokens = sv;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--stats-docs"))) {
+            if (!cli_parse_int(v, 1, 0x7fffffffffffffffL, &sv)) return cli_usage_error("edit", "bad --stats-docs '%s'", v);
+            so.max_docs = sv;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--doc-split"))) {
+            if (!strcmp(v, "line")) so.doc_split = KED_DOC_LINE;
+            else if (!strcmp(v, "blank")) so.doc_split = KED_DOC_BLANK;
+            else if (!strcmp(v, "jsonl")) so.doc_split = KED_DOC_JSONL;
+            else return cli_usage_error("edit", "--doc-split: line, blank or jsonl");
+        }
         else if ((v = cli_opt_value(argc, argv, &i, "--apply"))) {
             if (n_apply == 64) return cli_usage_error("edit", "at most 64 --apply");
             apply[n_apply++] = v;
@@ -206,6 +227,12 @@ int cmd_edit(int argc, char **argv) {
     ked_edit_opts eo = ked_edit_defaults();
     eo.seed = (uint64_t)seed;
     eo.on_step = on_step;
+    if (so.corpus) {
+        size_t cl = strlen(so.corpus);
+        if (cl > 6 && !strcmp(so.corpus + cl - 6, ".jsonl")) so.doc_split = KED_DOC_JSONL;
+    }
+    eo.stats = &so;
+    eo.editor = ed;
     if (tmpl_path) {
         if (ked_edit_templates_read(tmpl_path, &tmpl, &n_tmpl, &err)) { rc = cli_report("edit", &err); goto done; }
         eo.templates = (const char *const *)tmpl;
@@ -248,6 +275,10 @@ int cmd_edit(int argc, char **argv) {
     printf("edit     %s at layer %d: %d steps, loss %.4f -> %.4f, %.3f s\n", info.method, info.layer,
            info.n_steps, info.n_steps ? info.loss[0] : 0.0f,
            info.n_steps ? info.loss[info.n_steps < 256 ? info.n_steps - 1 : 255] : 0.0f, info.seconds);
+    if (info.stats_source[0]) printf("stats    %s\n", info.stats_source);
+    if (!strcmp(info.method, "alphaedit"))
+        printf("null     space of C kept: %d of %d dimensions (layer %d)\n", info.null_space_dim,
+               ked_model_config(m)->d_ff, info.layer);
     { // which token the edit keyed on (the subject's last, docs/editing.md)
         int *ids = NULL, n = 0;
         if (info.subject_token >= 0 && info.method[0] != 'f' &&
@@ -263,7 +294,8 @@ int cmd_edit(int argc, char **argv) {
         for (int i = 0; i < ked_patch_n_entries(p); i++) {
             int rank = 0;
             const char *nm = ked_patch_entry(p, i, &rank);
-            printf(" %s (%s)", nm, rank ? "rank 1" : "dense");
+            if (rank) printf(" %s (rank %d)", nm, rank);
+            else printf(" %s (dense)", nm);
         }
         printf("\n");
     }

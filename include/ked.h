@@ -416,6 +416,49 @@ const char *ked_patch_note(const ked_patch *p);
 ked_status ked_patch_set_note(ked_patch *p, const char *note, ked_error *err);
 
 typedef struct ked_editor ked_editor;
+
+// Second-moment statistics (docs/editing.md, "ked stats"): C = sum k k^T / count of the mlp_key
+// hook (the key of ROME/MEMIT) over every token of a corpus, each document truncated to the
+// model's context length; float32 per batch (as EasyEdit), float64 across batches. Cached on
+// disk under the model's hash, the layer, the corpus' hash and the budget.
+typedef enum { KED_DOC_LINE = 0, KED_DOC_BLANK, KED_DOC_JSONL } ked_doc_split;
+typedef struct {
+    const char *corpus;       // a text file or JSONL (field "text"); NULL: the cache only
+    int doc_split;            // ked_doc_split: a document per line, per blank-line block, per JSON line
+    int64_t max_docs;         // 0: no limit (EasyEdit's mom2_n_samples)
+    int64_t max_tokens;       // 0: no limit
+    int batch_tokens;         // tokens per forward (default 2048)
+    const char *cache_dir;    // NULL: $KED_CACHE, else ~/.cache/ked/stats
+    int no_cache;             // 1: compute, neither read nor write the cache
+    // progress after each group of documents; frac: share done (of the budget or the file)
+    void (*progress)(int64_t docs, int64_t tokens, double seconds, double frac, void *user);
+    void *user;
+} ked_stats_opts;
+ked_stats_opts ked_stats_defaults(void);
+typedef struct {
+    int layer, dim;           // dim = d_ff
+    int64_t count, docs;      // tokens and documents summed
+    double *mom2;             // (dim, dim) C, full and symmetric
+    char source[512];         // the file it was read from, or "computed from CORPUS"
+} ked_stats;
+// ked_stats_get: the statistics of n layers (out: n of them): from the cache when there, else
+// computed in one pass over o->corpus and cached; without a corpus, the newest cached
+// statistics of the model and layer, else an error naming the corpus options.
+ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int *layers, int n,
+                         const ked_stats_opts *o, ked_stats *out, ked_error *err);
+void ked_stats_free(ked_stats *s);
+// ked_stats_read_file: a .kstats cache file, or EasyEdit's .npz (np.savez: mom2.mom2, mom2.count)
+ked_status ked_stats_read_file(const char *path, ked_stats *out, ked_error *err);
+ked_status ked_stats_read_npz(const char *path, ked_stats *out, ked_error *err);
+// the cache directory (given, $KED_CACHE or ~/.cache/ked/stats) into buf
+void ked_stats_cache_dir(const char *given, char *buf, size_t cap);
+// ked_stats_model_hash: FNV-1a of the model's files, kept in the cache dir beside size + mtime
+ked_status ked_stats_model_hash(const ked_model *m, const char *cache_dir, uint64_t *hash,
+                                ked_error *err);
+// list (one line per file, malloc'd text) / remove the cached statistics and projectors
+ked_status ked_stats_cache_list(const char *cache_dir, char **text, ked_error *err);
+ked_status ked_stats_cache_clear(const char *cache_dir, int *n_removed, ked_error *err);
+
 // ked_editor_new: take charge of m's weights (m must outlive the editor; one editor per model).
 // The first patch touching a tensor gives it its own fp32 buffer; the base stays as loaded.
 ked_status ked_editor_new(ked_model *m, ked_editor **out, ked_error *err);
@@ -494,6 +537,15 @@ typedef struct {
     float norm_constraint;    // <= 0: none
     int ft_target_new;        // 0: prompt_last (FT-L), 1: target_new (FT-M)
     int ft_bias;              // also train the down projection's bias (when the model has one)
+    // second-moment statistics and the methods that use them (MEMIT, EMMET, AlphaEdit; ROME
+    // with mom2_adjustment)
+    float mom2_update_weight; // lambda: weight of C against the new keys (MEMIT, EMMET)
+    int mom2_n_samples;       // EasyEdit's budget in documents (used when a corpus is given)
+    char mom2_dataset[64];    // EasyEdit's corpus name (ked needs the file: --stats-corpus)
+    char stats_dir[256];      // EasyEdit's stats_dir: its .npz files are read when present
+    char rewrite_tmp[128];    // rewrite_module_tmp as written (names EasyEdit's .npz files)
+    float emmet_lambda, update_norm_lambda;   // EMMET
+    float nullspace_threshold, L2;            // AlphaEdit
 } ked_hparams;
 
 // ked_hparams_defaults: values derived from the model for a method (design.md §3b).
@@ -512,6 +564,13 @@ typedef struct {
     // on_step: called after each optimisation step's loss (may be NULL)
     void (*on_step)(int step, float loss, void *user);
     void *user;
+    // statistics (MEMIT, EMMET, AlphaEdit, ROME with mom2_adjustment): the cache is always
+    // looked in (and EasyEdit's .npz files under hp->stats_dir); when the statistics of a layer
+    // are missing they are computed with these options (a corpus must be given), else an error
+    const ked_stats_opts *stats;
+    // AlphaEdit: the editor whose active alphaedit patches carry the keys of earlier edits
+    // (EasyEdit's cache_c; reverting a patch takes its keys out). NULL: no earlier edits.
+    const ked_editor *editor;
 } ked_edit_opts;
 ked_edit_opts ked_edit_defaults(void);
 // ked_edit_templates: the context templates ked_edit would sample for hp (EasyEdit's recipe,
@@ -530,6 +589,9 @@ typedef struct {
     int n_steps;              // optimisation steps taken
     float loss[256];          // loss of each step (first min(n_steps, 256))
     double seconds;
+    int n_requests;           // edits in the batch
+    int null_space_dim;       // AlphaEdit: the null-space dimension kept (first layer)
+    char stats_source[256];   // where the statistics came from (cache file, npz, computed)
 } ked_edit_info;
 
 // ked_edit_methods: the method names, comma-separated; ked_edit_method_known: 1 if known.
@@ -543,6 +605,14 @@ int ked_edit_method_known(const char *method);
 ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
                     const ked_request *req, const ked_edit_opts *o, ked_patch **out,
                     ked_edit_info *info, ked_error *err);
+
+// ked_edit_batch: one edit of n requests at once (MEMIT, EMMET, AlphaEdit: EasyEdit's
+// batch_edit; ROME, R-ROME and FT methods edit one request, n must be 1). Returns one patch
+// (for MEMIT-like methods a rank-n entry per layer). info->loss holds the z optimisations'
+// losses, request after request.
+ked_status ked_edit_batch(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                          const ked_request *reqs, int n, const ked_edit_opts *o, ked_patch **out,
+                          ked_edit_info *info, ked_error *err);
 
 // ked_edit_token_accuracy: EasyEdit's teacher-forced token accuracy (easyedit-reference.md
 // §4.3): the share of target tokens of prompt + " " + target that are the argmax after their

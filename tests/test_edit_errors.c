@@ -53,15 +53,26 @@ static void requests(void) {
     EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "template 1");
     o.templates = tmpl;
     o.n_templates = 1;
-    snprintf(hp.method, sizeof hp.method, "memit");
+    snprintf(hp.method, sizeof hp.method, "pmet");
     EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "unknown editing method");
     CHECK(p == NULL, "a failed edit returned a patch");
     CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &e), &e);
     hp.layers[0] = 7;
     EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "layer 7");
     CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &e), &e);
-    hp.mom2_adjustment = 1;
-    EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_UNSUPPORTED, "mom2_adjustment");
+    hp.mom2_adjustment = 1; // no statistics cached, no corpus: names mom2_dataset and the option
+    ked_stats_opts so = ked_stats_defaults();
+    so.cache_dir = "build/tests/edit_errors_empty_cache";
+    o.stats = &so;
+    EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "--stats-corpus");
+    {
+        ked_error e2;
+        ked_status s2 = ked_edit(m, tok, &hp, &req, &o, &p, NULL, &e2);
+        CHECK(s2 == KED_ERR_ARG && strstr(e2.msg, "mom2_dataset 'wikipedia'"), "%s", e2.msg);
+    }
+    CHECK_OK(ked_hparams_defaults(m, "memit", &hp, &e), &e);
+    EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "--stats-corpus");
+    o.stats = NULL;
     EXPECT_FAIL(ked_hparams_defaults(m, "nope", &hp, err), KED_ERR_ARG, "unknown editing method");
 }
 
@@ -70,9 +81,9 @@ static void hparams_files(void) {
     write_text("build/tests/edit_bad1.yaml", "alg_name: \"ROME\"\nlayers: [1\nv_lr: 0.5\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad1.yaml", NULL, &hp, err), KED_ERR_FORMAT,
                 "edit_bad1.yaml: line");
-    write_text("build/tests/edit_bad2.yaml", "alg_name: \"MEMIT\"\nlayers: [1]\n");
+    write_text("build/tests/edit_bad2.yaml", "alg_name: \"PMET\"\nlayers: [1]\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad2.yaml", NULL, &hp, err),
-                KED_ERR_UNSUPPORTED, "alg_name 'MEMIT'");
+                KED_ERR_UNSUPPORTED, "alg_name 'PMET'");
     write_text("build/tests/edit_bad3.yaml",
                "alg_name: ROME\nlayers: [1]\nfact_token: subject_last\nv_num_grad_steps: many\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad3.yaml", NULL, &hp, err), KED_ERR_FORMAT,

@@ -28,6 +28,10 @@ struct ked_patch {
     int n;
     char **names;             // HF tensor name per entry (filled by patch_add)
     char *note;               // what the edit was ("prompt -> target"), may be NULL
+    // method state the edit changed (design.md §2): AlphaEdit's keys of this edit per layer
+    // (their K K^T is its contribution to the running sum cache_c); freed with the patch
+    struct { int layer; int64_t rows, cols; float *data; } state[KED_MAX_EDIT_LAYERS];
+    int n_state;
 };
 
 // patch_new: an empty patch of a method; patch_add_*: append an entry (copies the data).
@@ -164,5 +168,35 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
 ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
                         const ked_edit_opts *o, ked_patch **out, ked_edit_info *info,
                         ked_error *err);
+
+/* ---- statistics and the covariance-weighted methods (stats.c, memit.c) ------------------------- */
+
+// edit_stats_ids: add sum k k^T (upper triangle, float64) of mlp_key at every token of docs
+// (ids, lens) for each layer into acc[k] (F*F), tokens into *count; batches of ~batch_tokens
+ked_status edit_stats_ids(const ked_model *m, const int *const *docs, const int *lens, int n_docs,
+                          const int *layers, int n_layers, int batch_tokens, double **acc,
+                          int64_t *count, ked_error *err);
+// edit_rome_mom2: ROME's u = C^-1 k* (normalised) for layer L (statistics as ked_edit_opts says)
+ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                            const ked_edit_opts *o, int layer, ked_stats *out, ked_error *err);
+// edit_rome_mom2: u = C^-1 kstar / |C^-1 kstar| with the cached statistics of layer L
+ked_status edit_rome_mom2(ked_model *m, const ked_hparams *hp, const ked_edit_opts *o, int L,
+                          const float *kstar, float *u, ked_error *err);
+// edit_memit_solve: one layer's update of MEMIT (kind 0), EMMET (1), AlphaEdit (2) from the keys
+// K (F, n), residuals R (C, n) and the statistics S; cache (F, F, AlphaEdit's sum of earlier
+// K K^T) may be NULL. dW = a b^T with a = fa (C, n), b = fb (F, n); *null_dim: AlphaEdit's kept
+// null-space dimension.
+ked_status edit_memit_solve(int kind, const ked_hparams *hp, const ked_stats *S, const double *K,
+                            const double *R, int C, int n, const double *cache,
+                            const ked_edit_opts *o, float *fa, float *fb, int *null_dim,
+                            ked_error *err);
+// edit_memit_cases: MEMIT (kind 0), EMMET (1), AlphaEdit (2) on tokenised cases
+ked_status edit_memit_cases(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                            const edit_case *cs, int n, int kind, const ked_edit_opts *o,
+                            ked_patch **out, ked_edit_info *info, ked_error *err);
+// the same given z (C, n) for the reference tests: no z optimisation (z NULL: optimise)
+ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                            const edit_case *cs, int n, int kind, const ked_edit_opts *o,
+                            const float *z, ked_patch **out, ked_edit_info *info, ked_error *err);
 
 #endif

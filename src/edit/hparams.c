@@ -12,8 +12,8 @@
 /* ---- defaults ------------------------------------------------------------------------------------ */
 
 static int method_id(const char *method) {
-    static const char *names[] = {"rome", "r-rome", "ft-l", "ft-m", "ft"};
-    for (int i = 0; i < 5; i++)
+    static const char *names[] = {"rome", "r-rome", "ft-l", "ft-m", "ft", "memit", "emmet", "alphaedit"};
+    for (int i = 0; i < 8; i++)
         if (!strcmp(method, names[i])) return i;
     return -1;
 }
@@ -60,6 +60,31 @@ ked_status ked_hparams_defaults(const ked_model *m, const char *method, ked_hpar
     hp->norm_constraint = 0;
     hp->ft_target_new = id == 3;
     hp->ft_bias = 1;
+    // statistics and the covariance-weighted methods (docs/editing.md)
+    snprintf(hp->mom2_dataset, sizeof hp->mom2_dataset, "wikipedia");
+    hp->mom2_n_samples = 100000;
+    // lambda: E[k^T C^-1 k] = d_ff for a key of the statistics, so lambda in units of d_ff
+    // (EasyEdit: 20000 / 6400 for gpt2-xl, 15000 / 11008 for llama-7b)
+    hp->mom2_update_weight = 0.5f * (float)ked_model_config(m)->d_ff;
+    hp->emmet_lambda = 0.1f;
+    hp->update_norm_lambda = 0;
+    hp->nullspace_threshold = -1e-2f; // < 0: relative to C's largest eigenvalue
+    hp->L2 = -1.0f;                   // < 0: relative to C's mean eigenvalue
+    if (id >= 5) {
+        // MEMIT's layers: a run of up to 5 layers in the lower half (EasyEdit: 13-17 of 48,
+        // 4-8 of 32), never the last; its templates: "{}" + 5 of 10 tokens
+        int a = (L * 3) / 20, b = (L * 7) / 20;
+        if (b > L - 2) b = L - 2;
+        if (b < a) b = a;
+        if (b - a > 4) a = b - 4;
+        if (a < 0) a = 0;
+        hp->n_layers = 0;
+        for (int l = a; l <= b; l++) hp->layers[hp->n_layers++] = l;
+        hp->ctx_len[0][0] = 10; hp->ctx_len[0][1] = 5;
+        hp->n_ctx_len = 1;
+        hp->v_point = KED_HOOK_RESID_OUT;
+        hp->mom2_adjustment = 1;
+    }
     return KED_OK;
 }
 
@@ -265,6 +290,9 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     const char *mname = NULL;
     if (!alg) { st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'alg_name'", path); goto done; }
     if (!strcmp(alg, "ROME")) mname = "rome";
+    else if (!strcmp(alg, "MEMIT")) mname = "memit";
+    else if (!strcmp(alg, "EMMET")) mname = "emmet";
+    else if (!strcmp(alg, "AlphaEdit")) mname = "alphaedit";
     else if (!strcmp(alg, "R-ROME")) mname = "r-rome";
     else if (!strcmp(alg, "FT")) {
         const char *obj = get_str(&y, "objective_optimization");
@@ -276,8 +304,8 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         }
         if (method && (!strcmp(method, "ft-l") || !strcmp(method, "ft-m"))) mname = method;
     } else {
-        st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: alg_name '%s': ked edits with ROME, R-ROME "
-                      "and FT files (known methods: %s)", path, alg, ked_edit_methods());
+        st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: alg_name '%s': ked edits with ROME, R-ROME, "
+                      "MEMIT, EMMET, AlphaEdit and FT files (known methods: %s)", path, alg, ked_edit_methods());
         goto done;
     }
     if (method && strcmp(method, mname) && !(!strcmp(method, "ft") && !strcmp(mname, "ft-l")) &&
@@ -288,7 +316,8 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     if ((st = ked_hparams_defaults(m, mname, hp, err))) goto done;
     snprintf(hp->source, sizeof hp->source, "%s", path);
     double d;
-    if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome")) {
+    int memit_like = !strcmp(mname, "memit") || !strcmp(mname, "emmet") || !strcmp(mname, "alphaedit");
+    if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome") || memit_like) {
         const char *ft = get_str(&y, "fact_token");
         if (!ft) { st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'fact_token'", path); goto done; }
         if (!strcmp(ft, "subject_last")) hp->fact_token = KED_FACT_SUBJECT_LAST;
@@ -332,7 +361,41 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         if ((st = check_template(m, &y, path, "mlp_module_tmp", MOD_MLP, 1, NULL, err))) goto done;
         if ((st = check_template(m, &y, path, "layer_module_tmp", MOD_LAYER, 0, NULL, err))) goto done;
         if ((st = check_template(m, &y, path, "attn_module_tmp", MOD_ATTN, 0, NULL, err))) goto done;
-        hp->v_point = KED_HOOK_MLP_OUT;
+        hp->v_point = memit_like ? KED_HOOK_RESID_OUT : KED_HOOK_MLP_OUT;
+        // statistics
+        const char *sv;
+        if ((sv = get_str(&y, "mom2_dataset"))) snprintf(hp->mom2_dataset, sizeof hp->mom2_dataset, "%s", sv);
+        if ((sv = get_str(&y, "stats_dir"))) snprintf(hp->stats_dir, sizeof hp->stats_dir, "%s", sv);
+        if ((sv = get_str(&y, "rewrite_module_tmp"))) snprintf(hp->rewrite_tmp, sizeof hp->rewrite_tmp, "%s", sv);
+        d = hp->mom2_n_samples;
+        if ((st = get_num(&y, path, "mom2_n_samples", 0, &d, err))) goto done;
+        hp->mom2_n_samples = (int)d;
+        const char *dt = get_str(&y, "mom2_dtype");
+        if (dt && strcmp(dt, "float32") && strcmp(dt, "float64")) {
+            st = ked_fail(err, KED_ERR_FORMAT, "%s: mom2_dtype '%s' (float32 expected)", path, dt);
+            goto done;
+        }
+        if (memit_like) {
+            d = hp->mom2_update_weight;
+            if ((st = get_num(&y, path, "mom2_update_weight", !strcmp(mname, "alphaedit") ? 0 : 1, &d, err))) goto done;
+            hp->mom2_update_weight = (float)d;
+            d = hp->emmet_lambda;
+            if ((st = get_num(&y, path, "emmet_lambda", !strcmp(mname, "emmet"), &d, err))) goto done;
+            hp->emmet_lambda = (float)d;
+            d = hp->update_norm_lambda;
+            if ((st = get_num(&y, path, "update_norm_lambda", 0, &d, err))) goto done;
+            hp->update_norm_lambda = (float)d;
+            d = hp->nullspace_threshold;
+            if ((st = get_num(&y, path, "nullspace_threshold", !strcmp(mname, "alphaedit"), &d, err))) goto done;
+            hp->nullspace_threshold = (float)d;
+            d = hp->L2;
+            if ((st = get_num(&y, path, "L2", !strcmp(mname, "alphaedit"), &d, err))) goto done;
+            hp->L2 = (float)d;
+            if (!(hp->mom2_update_weight > 0) && strcmp(mname, "alphaedit")) {
+                st = ked_fail(err, KED_ERR_FORMAT, "%s: mom2_update_weight must be positive", path);
+                goto done;
+            }
+        }
     } else { // FT
         if ((st = get_num(&y, path, "num_steps", 1, &d, err))) goto done;
         hp->num_steps = (int)d;

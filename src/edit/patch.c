@@ -29,6 +29,7 @@ void ked_patch_free(ked_patch *p) {
     free(p->e);
     free(p->names);
     free(p->note);
+    for (int i = 0; i < p->n_state; i++) free(p->state[i].data);
     free(p);
 }
 

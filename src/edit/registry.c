@@ -5,7 +5,7 @@
 
 #include "edit/edit.h"
 
-typedef enum { M_ROME, M_RROME, M_FT } method_kind;
+typedef enum { M_ROME, M_RROME, M_FT, M_MEMIT, M_EMMET, M_ALPHA } method_kind;
 
 typedef struct {
     const char *name;
@@ -19,6 +19,9 @@ static const method_entry methods[] = {
     {"ft-l", M_FT, 0},
     {"ft-m", M_FT, 0},
     {"ft", M_FT, 0}, // EasyEdit's FT with its default objective, prompt_last = FT-L
+    {"memit", M_MEMIT, 1},
+    {"emmet", M_EMMET, 1},
+    {"alphaedit", M_ALPHA, 1},
 };
 
 static const method_entry *find_method(const char *name) {
@@ -27,7 +30,7 @@ static const method_entry *find_method(const char *name) {
     return NULL;
 }
 
-const char *ked_edit_methods(void) { return "rome, r-rome, ft-l, ft-m, ft"; }
+const char *ked_edit_methods(void) { return "rome, r-rome, ft-l, ft-m, ft, memit, emmet, alphaedit"; }
 int ked_edit_method_known(const char *method) { return find_method(method) != NULL; }
 
 ked_edit_opts ked_edit_defaults(void) {
@@ -39,10 +42,21 @@ ked_edit_opts ked_edit_defaults(void) {
 ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
                     const ked_request *req, const ked_edit_opts *o, ked_patch **out,
                     ked_edit_info *info, ked_error *err) {
+    return ked_edit_batch(m, tok, hp, req, 1, o, out, info, err);
+}
+
+ked_status ked_edit_batch(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                          const ked_request *reqs, int n_req, const ked_edit_opts *o,
+                          ked_patch **out, ked_edit_info *info, ked_error *err) {
+    const ked_request *req = reqs;
     const method_entry *me = find_method(hp->method);
     if (!me)
         return ked_fail(err, KED_ERR_ARG, "unknown editing method '%s' (known: %s)", hp->method,
                         ked_edit_methods());
+    int batched = me->kind == M_MEMIT || me->kind == M_EMMET || me->kind == M_ALPHA;
+    if (n_req < 1 || (!batched && n_req != 1))
+        return ked_fail(err, KED_ERR_ARG, "%s edits one request at a time (%d given; memit, emmet "
+                        "and alphaedit take batches)", hp->method, n_req);
     ked_edit_opts def = ked_edit_defaults();
     if (!o) o = &def;
     double t0 = ked_time_s();
@@ -63,9 +77,43 @@ ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *h
         n_templates = n_sampled;
     }
     edit_case c;
+    if (batched) {
+        edit_case *cs = ked_calloc((size_t)n_req, sizeof *cs, "requests", err);
+        int nb = 0;
+        st = cs ? KED_OK : KED_ERR_NOMEM;
+        for (; !st && nb < n_req; nb++)
+            if ((st = edit_case_build(tok, &reqs[nb], templates, n_templates, hp->fact_token, &cs[nb], err)))
+                ked_prefix_error(err, "request %d", nb);
+        edit_templates_free(sampled, n_sampled);
+        if (!st)
+            st = edit_memit_cases(m, tok, hp, cs, n_req,
+                                  me->kind == M_MEMIT ? 0 : me->kind == M_EMMET ? 1 : 2, o, out, info, err);
+        for (int i = 0; i < nb && cs; i++) edit_case_free(&cs[i]);
+        free(cs);
+        if (!st && info) info->seconds = ked_time_s() - t0;
+        if (!st) { // the note: the first request, and how many
+            size_t nn = strlen(req->prompt) + strlen(req->subject) + strlen(req->target_new) + 64;
+            char *note = malloc(nn);
+            if (note) {
+                int k = snprintf(note, nn, "%s [%s] ->%s%s", req->prompt, req->subject,
+                                 req->target_new[0] == ' ' ? "" : " ", req->target_new);
+                if (n_req > 1 && k > 0 && (size_t)k < nn) snprintf(note + k, nn - (size_t)k, " (+ %d more)", n_req - 1);
+                ked_patch_set_note(*out, note, NULL);
+                free(note);
+            }
+        }
+        return st;
+    }
     st = edit_case_build(tok, req, templates, n_templates, hp->fact_token, &c, err);
     edit_templates_free(sampled, n_sampled);
     if (st) return st;
+    if (me->kind != M_FT && hp->mom2_adjustment) { // ROME's C: computed (and cached) up front
+        for (int i = 0; i < hp->n_layers && !st; i++) {
+            ked_stats S;
+            if (!(st = edit_stats_layer(m, tok, hp, o, hp->layers[i], &S, err))) ked_stats_free(&S);
+        }
+        if (st) { edit_case_free(&c); return st; }
+    }
     if (me->kind == M_FT) {
         ked_hparams h = *hp;
         if (!strcmp(hp->method, "ft-m")) h.ft_target_new = 1;

@@ -28,9 +28,6 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
                           ked_edit_info *info, ked_error *err) {
     const ked_config *cfg = ked_model_config(m);
     int C = cfg->d_model, F = cfg->d_ff;
-    if (hp->mom2_adjustment)
-        return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: mom2_adjustment: true needs second-moment "
-                        "statistics, which ked does not compute yet", hp->source);
     if (hp->n_layers < 1)
         return ked_fail(err, KED_ERR_ARG, "%s: no layers to edit", hp->source);
     int layers[KED_MAX_EDIT_LAYERS];
@@ -67,7 +64,11 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
         for (int j = 0; j < F; j++) kn += (double)kstar[j] * kstar[j];
         kn = sqrt(kn);
         if (!(kn > 0)) { st = ked_fail(err, KED_ERR_ARG, "ROME: the key at layer %d is zero", L); goto done; }
-        for (int j = 0; j < F; j++) u[j] = kstar[j] / (float)kn;
+        if (hp->mom2_adjustment) { // u = C^-1 k* (statistics.c), then normalised
+            if ((st = edit_rome_mom2(m, hp, o, L, kstar, u, err))) goto done;
+        } else {
+            for (int j = 0; j < F; j++) u[j] = kstar[j] / (float)kn;
+        }
         // v*
         vstar_result_free(&vs);
         if ((st = edit_vstar(m, hp, c, L, 0, o, &vs, err))) goto done;
