@@ -332,7 +332,8 @@ static void test_sharded(const char *src, const char *name) {
 
     // a listed tensor that no shard holds
     bad = replace(read_text(idx), "\"weight_map\": {",
-                  "\"weight_map\": {\"gpt_neox.ghost.weight\": \"model-00001-of-00003.safetensors\", ");
+                  "\"weight_map\": {\"gpt_neox.ghost.weight\": "
+                  "\"model-00001-of-00003.safetensors\", ");
     write_text(idx, bad);
     free(bad);
     expect_fail("listed tensor in no shard", dir, KED_ERR_FORMAT, "gpt_neox.ghost.weight",
@@ -440,7 +441,8 @@ static void test_config_fields(void) {
     // GPT-2 with "gelu": the exact GELU; NeoX without hidden_act: GPTNeoXConfig's "gelu"
     const struct { const char *src, *name, *key; json_t *v; ked_gelu_kind want; } acts[] = {
         {"tests/data/tiny-gpt2", "g1", "activation_function", json_string("gelu"), KED_GELU_ERF},
-        {"tests/data/tiny-gpt2", "g2", "activation_function", json_string("gelu_new"), KED_GELU_TANH},
+        {"tests/data/tiny-gpt2", "g2", "activation_function", json_string("gelu_new"),
+         KED_GELU_TANH},
         {NX, "g3", "hidden_act", NULL, KED_GELU_ERF},
         {NX, "g4", "hidden_act", json_string("gelu_pytorch_tanh"), KED_GELU_TANH},
     };
@@ -477,16 +479,20 @@ int main(void) {
     snprintf(root, sizeof root, "/tmp/ked_test_model_formats.XXXXXX");
     if (!mkdtemp(root)) { perror("mkdtemp"); return 1; }
     printf("half precision (bf16 tolerance: 3%% of the logit scale; f16: 0.3%%)\n");
-    const char *models[4][2] = {{"tests/data/tiny-llama", "llama"}, {"tests/data/tiny-gpt2", "gpt2"},
-                                {"tests/data/tiny-neox", "neox"}, {"tests/data/tiny-gptj", "gptj"}};
+    const char *models[4][2] = {{"tests/data/tiny-llama", "llama"},
+                                {"tests/data/tiny-gpt2", "gpt2"},
+                                {"tests/data/tiny-neox", "neox"},
+                                {"tests/data/tiny-gptj", "gptj"}};
     for (int i = 0; i < 4; i++) {
         test_half(models[i][0], models[i][1], KED_BF16, 0.03f);
         test_half(models[i][0], models[i][1], KED_F16, 0.003f);
     }
     // the other families in bf16: tied head with q/k/v biases, sliding window, llama3 rope,
     // sequential NeoX
-    const char *more[4][2] = {{"tests/data/tiny-qwen2", "qwen2"}, {"tests/data/tiny-mistral", "mistral"},
-                              {"tests/data/tiny-llama3", "llama3"}, {"tests/data/tiny-neox-seq", "neox-seq"}};
+    const char *more[4][2] = {{"tests/data/tiny-qwen2", "qwen2"},
+                              {"tests/data/tiny-mistral", "mistral"},
+                              {"tests/data/tiny-llama3", "llama3"},
+                              {"tests/data/tiny-neox-seq", "neox-seq"}};
     for (int i = 0; i < 4; i++) test_half(more[i][0], more[i][1], KED_BF16, 0.03f);
     printf("config fields of the newer families\n");
     test_config_fields();

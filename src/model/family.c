@@ -138,7 +138,7 @@ static ked_status read_silu(json_t *r, const char *path, ked_error *err) {
     return cfg_choice(r, path, "hidden_act", silu, 0, &k, "\"silu\"", err);
 }
 
-// ---- LLaMA (1, 2, 3; and llama2.c checkpoints, converted to it), Mistral, Qwen2 -------------------
+// ---- LLaMA (1, 2, 3; and llama2.c checkpoints, converted to it), Mistral, Qwen2 -----------------
 // One reader: they differ in their attention biases (LLaMA: attention_bias; Qwen2: q/k/v always,
 // o never) and Mistral's sliding window.
 
@@ -284,7 +284,7 @@ static const char *const gpt2_archs[] = {"GPT2LMHeadModel", "GPT2Model", NULL};
 static const char *const gpt2_prefixes[] = {"transformer.", NULL};
 static const char *const gpt2_ignored[] = {"h.%d.attn.bias", "h.%d.attn.masked_bias", NULL};
 
-// ---- GPT-J (modeling_gptj.py) -----------------------------------------------------------------------
+// ---- GPT-J (modeling_gptj.py) -------------------------------------------------------------------
 // One ln_1 feeds both attention and MLP (parallel block, shared norm); partial rotary (rotary_dim)
 // with GPT-J's interleaved pairing, theta 10000; no attention biases; fc_in/fc_out with biases;
 // lm_head with a bias, untied.
@@ -348,7 +348,7 @@ static const char *const gptj_prefixes[] = {NULL};
 static const char *const gptj_ignored[] = {"transformer.h.%d.attn.bias",
                                            "transformer.h.%d.attn.masked_bias", NULL};
 
-// ---- GPT-NeoX / Pythia (modeling_gpt_neox.py) ------------------------------------------------------
+// ---- GPT-NeoX / Pythia (modeling_gpt_neox.py) ---------------------------------------------------
 // Fused query_key_value (3C, C) whose rows are per head [h][q, k, v][D]; partial rotary
 // (rotary_pct) with rotate-half pairing; use_parallel_residual true: x + attn(ln1(x)) +
 // mlp(ln2(x)), false: sequential; exact erf GELU ("gelu"); biases everywhere; embed_out untied.

@@ -158,7 +158,8 @@ void matmul_backward_w16(float *dinp, float *dw, float *dbias, const float *dout
                     float d3 = no > 3 ? dn[3] : 0;
                     float *di = dinp + (size_t)n * IC + i0;
                     for (int i = 0; i < ib; i++)
-                        di[i] += (d0 * buf[0][i] + d1 * buf[1][i]) + (d2 * buf[2][i] + d3 * buf[3][i]);
+                        di[i] += (d0 * buf[0][i] + d1 * buf[1][i]) +
+                                 (d2 * buf[2][i] + d3 * buf[3][i]);
                 }
             }
         }

@@ -118,7 +118,10 @@ int ked_model_tensor_shape(const ked_model *m, const char *name, int64_t shape[2
         cols = p->cols;
     }
     if (cols == 1) { shape[0] = rows; shape[1] = 1; return 1; }
-    if (ft->transform == T_COPY || ft->transform == T_QKV_HEADS) { shape[0] = rows; shape[1] = cols; }
+    if (ft->transform == T_COPY || ft->transform == T_QKV_HEADS) {
+        shape[0] = rows;
+        shape[1] = cols;
+    }
     else { shape[0] = cols; shape[1] = rows; }
     return 2;
 }
