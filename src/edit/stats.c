@@ -407,6 +407,15 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
         if (o->corpus) {
             key_name(p, sizeof p, dir, mh, layers[k], ch, o);
             have = !o->no_cache && ked_file_exists(p);
+            if (!have && !o->no_cache) { // the whole corpus, when it fits in the budget
+                ked_stats_opts all = *o;
+                all.max_docs = all.max_tokens = 0;
+                key_name(p, sizeof p, dir, mh, layers[k], ch, &all);
+                have = ked_file_exists(p) && !ked_stats_read_file(p, &out[k], NULL) &&
+                       (o->max_docs <= 0 || out[k].docs < o->max_docs) &&
+                       (o->max_tokens <= 0 || out[k].count < o->max_tokens);
+                ked_stats_free(&out[k]);
+            }
         } else {
             have = find_cached(dir, mh, layers[k], p, sizeof p);
         }
@@ -436,7 +445,7 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
         acc[k] = ked_calloc((size_t)F * F, sizeof(double), "statistics", err);
         if (!acc[k]) { st = KED_ERR_NOMEM; goto done; }
     }
-    int batch_docs = 64;
+    int batch_docs = 64, exhausted = 0; // exhausted: the corpus ended before the budget
     for (int eof = 0; !eof;) {
         // read a group of documents, tokenise, then accumulate them
         nd = 0;
@@ -446,7 +455,7 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
                 (o->max_tokens > 0 && tok_done + group_tok >= o->max_tokens)) { eof = 1; break; }
             char *doc = next_doc(data, dlen, &at, o->doc_split, &line_no, &st, o->corpus, err);
             if (st) goto done;
-            if (!doc) { eof = 1; break; }
+            if (!doc) { eof = exhausted = 1; break; }
             int *ids = NULL, n = 0;
             st = ked_tokenizer_encode(tok, doc, strlen(doc), 1, &ids, NULL, &n, err);
             free(doc);
@@ -503,7 +512,9 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
         out[k].mom2 = a;
         acc[k] = NULL;
         char p[1400];
-        key_name(p, sizeof p, dir, mh, layers[k], ch, o);
+        ked_stats_opts all = *o;
+        if (exhausted) all.max_docs = all.max_tokens = 0; // the same as any larger budget
+        key_name(p, sizeof p, dir, mh, layers[k], ch, &all);
         snprintf(out[k].source, sizeof out[k].source, "computed from %s", o->corpus);
         if (!o->no_cache) {
             if (mkdir_p(dir)) { st = ked_fail(err, KED_ERR_IO, "%s: cannot create the cache directory", dir); goto done; }
