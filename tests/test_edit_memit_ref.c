@@ -307,6 +307,51 @@ static void corpus_and_edits(void) {
         if (k < 2) CHECK(acc1[0] == 1 && acc1[1] == 1, "%s: rewrite accuracy %.2f %.2f", methods[k], acc1[0], acc1[1]);
         CHECK_OK(ked_editor_revert(ed, id, &err), &err);
     }
+    // AlphaEdit's running key sum is carried by the patches: an edit after reverting the earlier
+    // one equals the same edit with no earlier edits, bit for bit; with the earlier one active
+    // it differs (cache_c), and the earlier batch keeps its answers
+    if (ed) {
+        ked_hparams hp;
+        CHECK_OK(ked_hparams_defaults(m, "alphaedit", &hp, &err), &err);
+        hp.layers[0] = 1; hp.layers[1] = 2; hp.n_layers = 2;
+        ked_request r1[2] = {{0}, {0}}, r2[2] = {{0}, {0}};
+        r1[0].prompt = "Once upon a time, there was a little girl named"; r1[0].subject = "little girl"; r1[0].target_new = " Sue";
+        r1[1].prompt = "One day, a big dog called"; r1[1].subject = "big dog"; r1[1].target_new = " Max";
+        r2[0].prompt = "The little boy's name was"; r2[0].subject = "little boy"; r2[0].target_new = " Tom";
+        r2[1].prompt = "Her cat was called"; r2[1].subject = "cat"; r2[1].target_new = " Kitty";
+        ked_edit_opts eo = ked_edit_defaults();
+        eo.stats = &so;
+        eo.editor = ed;
+        ked_patch *pa = NULL, *pb = NULL, *pc = NULL, *pd = NULL;
+        int ida = -1;
+        CHECK_OK(ked_edit_batch(m, tok, &hp, r1, 2, &eo, &pa, NULL, &err), &err);
+        CHECK(pa && pa->n_state == 2 && pa->state[0].rows == F && pa->state[0].cols == 2,
+              "AlphaEdit patch carries its keys per layer");
+        CHECK_OK(ked_editor_apply(ed, pa, &ida, &err), &err);
+        float a0 = 0, a1 = 0, b0 = 0;
+        CHECK_OK(ked_edit_token_accuracy(m, tok, r1[1].prompt, r1[1].target_new, &a0, NULL, NULL, &err), &err);
+        CHECK_OK(ked_edit_batch(m, tok, &hp, r2, 2, &eo, &pb, NULL, &err), &err);
+        int idb = -1;
+        CHECK_OK(ked_editor_apply(ed, pb, &idb, &err), &err);
+        CHECK_OK(ked_edit_token_accuracy(m, tok, r1[1].prompt, r1[1].target_new, &a1, NULL, NULL, &err), &err);
+        CHECK_OK(ked_edit_token_accuracy(m, tok, r2[0].prompt, r2[0].target_new, &b0, NULL, NULL, &err), &err);
+        printf("  alphaedit sequential: batch 1 'Max' acc %.2f after it, %.2f after batch 2; batch 2 'Tom' %.2f\n",
+               a0, a1, b0);
+        CHECK_OK(ked_editor_revert(ed, idb, &err), &err);
+        CHECK_OK(ked_editor_revert(ed, ida, &err), &err);
+        CHECK_OK(ked_edit_batch(m, tok, &hp, r2, 2, &eo, &pc, NULL, &err), &err);
+        eo.editor = NULL;
+        CHECK_OK(ked_edit_batch(m, tok, &hp, r2, 2, &eo, &pd, NULL, &err), &err);
+        const ked_patch *pbb = ked_editor_patch(ed, idb);
+        if (pc && pd && pbb) {
+            size_t nb = sizeof(float) * (size_t)F * 2;
+            CHECK(!memcmp(pc->e[0].b, pd->e[0].b, nb) && !memcmp(pc->e[1].b, pd->e[1].b, nb),
+                  "after the revert the earlier keys are out of the sum");
+            CHECK(memcmp(pbb->e[0].b, pc->e[0].b, nb), "with the earlier edit active its keys count");
+        }
+        ked_patch_free(pc);
+        ked_patch_free(pd);
+    }
     ked_editor_free(ed);
     ked_tokenizer_free(tok);
     ked_model_free(m);
