@@ -266,6 +266,41 @@ static void corpus_and_edits(void) {
     ked_status st = ked_stats_get(m, tok, layers, 1, &so, e, &err);
     CHECK(st != KED_OK && strstr(err.msg, "stats_bad.jsonl: line 2"), "%s", err.msg);
 
+    // the batched z optimisation equals one request at a time
+    {
+        static const char *tm[2] = {"{}", "Yes. {}"};
+        ked_request rq[2] = {{0}, {0}};
+        rq[0].prompt = "Once upon a time, there was a little girl named"; rq[0].subject = "little girl"; rq[0].target_new = " Sue";
+        rq[1].prompt = "One day, a big dog called"; rq[1].subject = "big dog"; rq[1].target_new = " Maximilian";
+        edit_case cs[2];
+        ked_hparams hp;
+        CHECK_OK(ked_hparams_defaults(m, "memit", &hp, &err), &err);
+        hp.v_num_grad_steps = 15;
+        for (int j = 0; j < 2; j++) CHECK_OK(edit_case_build(tok, &rq[j], tm, 2, hp.fact_token, &cs[j], &err), &err);
+        vstar_result one[2], both[2];
+        double t0b = ked_time_s();
+        for (int j = 0; j < 2; j++) CHECK_OK(edit_vstar(m, &hp, &cs[j], 2, 0, NULL, &one[j], &err), &err);
+        double t1b = ked_time_s();
+        CHECK_OK(edit_vstar_batch(m, &hp, cs, 2, 2, NULL, both, &err), &err);
+        double t2b = ked_time_s();
+        for (int j = 0; j < 2; j++) {
+            double md = 0, mx = 0;
+            for (int x = 0; x < ked_model_config(m)->d_model; x++) {
+                md = fmax(md, fabs(one[j].delta[x] - both[j].delta[x]));
+                mx = fmax(mx, fabs(one[j].delta[x]));
+                md = fmax(md, fabs(one[j].target_init[x] - both[j].target_init[x]));
+            }
+            printf("  z of request %d: %d steps alone, %d batched, loss %.4f / %.4f, max diff %.2e (rel %.2e)\n", j,
+                   one[j].n_steps, both[j].n_steps, one[j].loss[one[j].n_steps - 1],
+                   both[j].loss[both[j].n_steps - 1], md, md / (mx > 0 ? mx : 1));
+            CHECK(one[j].n_steps == both[j].n_steps && md <= 1e-4 * (mx > 0 ? mx : 1),
+                  "batched z %d: steps %d vs %d, diff %g", j, one[j].n_steps, both[j].n_steps, md);
+            vstar_result_free(&one[j]);
+            vstar_result_free(&both[j]);
+            edit_case_free(&cs[j]);
+        }
+        printf("  z of 2 requests: %.2f s one by one, %.2f s batched\n", t1b - t0b, t2b - t1b);
+    }
     // edits: the statistics of layers 1-2 are cached (lines corpus); MEMIT/EMMET/AlphaEdit
     const char *methods[3] = {"memit", "emmet", "alphaedit"};
     ked_editor *ed = NULL;

@@ -150,6 +150,10 @@ typedef struct {
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
                       int no_cache, const ked_edit_opts *o, vstar_result *res, ked_error *err);
 void vstar_result_free(vstar_result *r);
+// edit_vstar_batch: edit_vstar for n cases at once (zbatch.c): one forward/backward per step over
+// all their rows, a delta, Adam state and early stop per case; res (n)
+ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                            int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err);
 
 /* ---- methods ------------------------------------------------------------------------------------- */
 

@@ -310,12 +310,18 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     else {
         ked_hparams hz = *hp;
         hz.v_point = KED_HOOK_RESID_OUT;
-        for (int j = 0; j < n; j++) {
-            vstar_result_free(&vs);
-            if ((st = edit_vstar(m, &hz, &cs[j], zL, 0, o, &vs, err))) goto done;
-            for (int c = 0; c < C; c++) z[(size_t)c * n + j] = vs.target_init[c] + vs.delta[c];
-            if (info)
-                for (int s = 0; s < vs.n_steps && info->n_steps < 256; s++) info->loss[info->n_steps++] = vs.loss[s];
+        // batched: up to 16 requests per forward/backward (zbatch.c)
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            int nb = n - j0 < 16 ? n - j0 : 16;
+            vstar_result vb[16];
+            if ((st = edit_vstar_batch(m, &hz, cs + j0, nb, zL, o, vb, err))) goto done;
+            for (int jj = 0; jj < nb; jj++) {
+                int j = j0 + jj;
+                for (int c = 0; c < C; c++) z[(size_t)c * n + j] = vb[jj].target_init[c] + vb[jj].delta[c];
+                if (info)
+                    for (int s = 0; s < vb[jj].n_steps && info->n_steps < 256; s++) info->loss[info->n_steps++] = vb[jj].loss[s];
+                vstar_result_free(&vb[jj]);
+            }
         }
     }
     for (int li = 0; li < NL; li++) {
