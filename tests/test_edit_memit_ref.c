@@ -362,6 +362,15 @@ static void corpus_and_edits(void) {
         CHECK_OK(ked_edit_batch(m, tok, &hp, r1, 2, &eo, &pa, NULL, &err), &err);
         CHECK(pa && pa->n_state == 2 && pa->state[0].rows == F && pa->state[0].cols == 2,
               "AlphaEdit patch carries its keys per layer");
+        if (pa) { // the keys travel in patch files too
+            ked_patch *pl = NULL;
+            CHECK_OK(ked_patch_save(pa, m, "build/tests/alphaedit_patch.safetensors", &err), &err);
+            CHECK_OK(ked_patch_load(m, "build/tests/alphaedit_patch.safetensors", &pl, &err), &err);
+            CHECK(pl && pl->n_state == 2 && pl->state[1].layer == 2 && pl->state[1].cols == 2 &&
+                  !memcmp(pl->state[1].data, pa->state[1].data, sizeof(float) * (size_t)F * 2),
+                  "AlphaEdit keys saved and loaded with the patch");
+            ked_patch_free(pl);
+        }
         CHECK_OK(ked_editor_apply(ed, pa, &ida, &err), &err);
         float a0 = 0, a1 = 0, b0 = 0;
         CHECK_OK(ked_edit_token_accuracy(m, tok, r1[1].prompt, r1[1].target_new, &a0, NULL, NULL, &err), &err);

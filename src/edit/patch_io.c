@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 
 ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *path, ked_error *err) {
-    int nt = 0;
+    int nt = p->n_state; // method state: "state.keys.L<layer>" (AlphaEdit's keys, (d_ff, n))
     for (int i = 0; i < p->n; i++) nt += p->e[i].rank ? 2 : 1;
     st_write_tensor *t = ked_calloc((size_t)(nt ? nt : 1), sizeof *t, "patch file", err);
     char **names = ked_calloc((size_t)(nt ? nt : 1), sizeof *names, "patch file", err);
@@ -37,6 +37,17 @@ ked_status ked_patch_save(const ked_patch *p, const ked_model *m, const char *pa
             else if (!part) { t[k].shape[0] = e->rows; t[k].shape[1] = e->rank; t[k].data = e->a; }
             else { t[k].shape[0] = e->cols; t[k].shape[1] = e->rank; t[k].data = e->b; }
         }
+    }
+    for (int i = 0; i < p->n_state; i++, k++) {
+        names[k] = malloc(32);
+        if (!names[k]) { st = ked_fail(err, KED_ERR_NOMEM, "patch file: out of memory"); goto done; }
+        snprintf(names[k], 32, "state.keys.L%d", p->state[i].layer);
+        t[k].name = names[k];
+        t[k].dtype = KED_F32;
+        t[k].ndim = 2;
+        t[k].shape[0] = p->state[i].rows;
+        t[k].shape[1] = p->state[i].cols;
+        t[k].data = p->state[i].data;
     }
     const char *keys[6] = {"format", "version", "method", "base", "tensors", "note"};
     const char *vals[6] = {"ked-patch", "1", p->method, ked_model_path(m), list, ked_patch_note(p)};
@@ -110,6 +121,18 @@ ked_status ked_patch_load(const ked_model *m, const char *path, ked_patch **out,
         free(a);
         free(b);
         if (st) { ked_prefix_error(err, "%s", path); goto done; }
+    }
+    for (int l = 0; l < ked_model_config(m)->n_layer && p->n_state < KED_MAX_EDIT_LAYERS; l++) {
+        char tn[32];
+        snprintf(tn, sizeof tn, "state.keys.L%d", l);
+        if (!st_find(f, tn)) continue;
+        float *kd = NULL;
+        if ((st = read_part(f, tn, ked_model_config(m)->d_ff, -1, &kd, err))) goto done;
+        p->state[p->n_state].layer = l;
+        p->state[p->n_state].rows = ked_model_config(m)->d_ff;
+        p->state[p->n_state].cols = st_find(f, tn)->shape[1];
+        p->state[p->n_state].data = kd;
+        p->n_state++;
     }
     const char *note = st_metadata(f, "note");
     if (note && *note && (st = ked_patch_set_note(p, note, err))) goto done;
