@@ -90,4 +90,55 @@ awk -v peak="$PEAK_USED" '
             (s >= 0.6) ? "met" : "NOT met", 100 * s
     }' "$M" "$Tl"
 [ -s "$Tl" ] && grep -q "not installed" "$Tl" && echo "pytorch: not installed"
+
+# ==== editing (issue 5; bench/bench_edit.c, bench/ref_edit_torch.py) ===========================
+# Seconds per edit for ROME and FT-M on the random GPT-2-small model above with EasyEdit's
+# gpt2-xl hyperparameters adapted to 12 layers (bench/hparams/), ked then PyTorch (EasyEdit's
+# computation) back to back, each method in a fresh process (peak RSS). BENCH_EDIT=0 skips it;
+# BENCH_EDIT_ITERS timed edits (default 3) after BENCH_EDIT_WARMUP warm-ups (default 1);
+# BENCH_EDIT_BREAKDOWN=N adds bench_edit's ROME phase replay. OMP_WAIT_POLICY=passive is
+# exported unless set (the ked CLI sets it itself); PyTorch runs under the same environment.
+if [ "${BENCH_EDIT:-1}" != 0 ] && [ -x "$B/bench_edit" ]; then
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+    EI=${BENCH_EDIT_ITERS:-3}
+    EW=${BENCH_EDIT_WARMUP:-1}
+    echo "== bench_edit (threads $THREADS, $EW warm-up + $EI timed edits," \
+         "OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$B/bench_edit" --dir "$B/gpt2-small-random" --threads "$THREADS" --iters "$EI" \
+        --warmup "$EW" --inputs "$B/edit_inputs.json" --breakdown "${BENCH_EDIT_BREAKDOWN:-0}" \
+        | tee "$B/edit.log"
+    grep -q '^ftm_seconds ' "$B/edit.log" || { echo "bench_edit failed"; status=1; }
+    : > "$B/edit_torch.log"
+    if [ "${BENCH_TORCH:-1}" != 0 ]; then
+        echo "== PyTorch edit reference ($PY, EasyEdit's computation)"
+        if [ -x "$PY" ]; then
+            "$PY" bench/ref_edit_torch.py --inputs "$B/edit_inputs.json" \
+                --dir "$B/gpt2-small-random" --threads "$THREADS" --iters "$EI" --warmup "$EW" \
+                | tee "$B/edit_torch.log" || status=1
+        else
+            echo "pytorch: not installed ($PY missing)" | tee "$B/edit_torch.log"
+        fi
+    fi
+    echo
+    echo "== summary: seconds per edit (median), GPT-2-small shape, $THREADS threads," \
+         "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    awk 'FNR == 1 { f++ }
+        f == 1 { k[$1] = $2 }
+        f == 2 { t[$1] = $2 }
+        function r(a, b) { return (a != "" && b != "" && a > 0) ? sprintf("%.1fx", b / a) : "-" }
+        function v(x) { return x == "" ? "-" : x }
+        END {
+            printf "%-5s %8s %8s | %8s %8s | %6s %6s | %-17s | %s\n", "", "ked s", "cpu s",
+                "torch s", "cpu s", "ratio", "cpu", "peak RSS/weights", "target"
+            split("rome ftm", ms, " "); split("4 2", tg, " ")
+            for (i = 1; i <= 2; i++) {
+                m = ms[i]; ks = k[m "_seconds"]; ts = t["torch_" m "_seconds"]
+                printf "%-5s %8s %8s | %8s %8s | %6s %6s | ked %5s torch %5s | <= %s s: %s\n", m,
+                    v(ks), v(k[m "_cpu_seconds"]), v(ts), v(t["torch_" m "_cpu_seconds"]),
+                    r(ks, ts), r(k[m "_cpu_seconds"], t["torch_" m "_cpu_seconds"]),
+                    v(k[m "_peak_rss_over_weights"]), v(t["torch_" m "_peak_rss_over_weights"]),
+                    tg[i], ks == "" ? "-" : (ks <= tg[i] ? "met" : "NOT met")
+            }
+        }' "$B/edit.log" "$B/edit_torch.log"
+fi
 exit $status

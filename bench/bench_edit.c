@@ -1,0 +1,574 @@
+// bench_edit.c: seconds per edit for ROME and FT-M on a GPT-2-small-shaped model (issue 5,
+// performance), with EasyEdit's gpt2-xl hyperparameters adapted to 12 layers
+// (bench/hparams/ROME-gpt2-small.yaml: layer 5, v_loss_layer 11, 20 v* steps;
+// bench/hparams/FT-gpt2-small.yaml: FT-M, layer 0, 25 steps, lr 5e-4, norm_constraint 5e-4) and
+// 21 fixed context templates (bench/hparams/context-templates-21.txt, EasyEdit's shape: "{}", 10
+// short and 10 longer prefixes), so that bench/ref_edit_torch.py (PyTorch, EasyEdit's
+// computation: full logits, nothing cached) edits with identical inputs.
+//
+// 1. writes a random GPT-2-small Hugging Face directory (12 layers, 768 wide, 12 heads, vocab
+//    50257, 1024 positions, tied head; config.json + model.safetensors, f32, the names and Conv1D
+//    (in, out) layouts of GPT2LMHeadModel.save_pretrained) unless one of that shape is there
+//    (default build/bench/gpt2-small-random, the directory bench_model writes: either reuses it);
+// 2. for each method, in a fresh child process (this program re-executed with --child METHOD),
+//    so that the peak resident memory (VmHWM) is that method's alone: load the model, set the
+//    threads (ked_set_threads), one warm-up edit, then --iters timed edits of the request
+//        prompt "The mother tongue of Danielle Darrieux is", subject "Danielle Darrieux",
+//        target " English" (a ZsRE-style fact; the weights are random, so the fact means
+//        nothing: the computation and its cost are what is measured)
+//    through ked_edit (the patch is computed, not applied; the model is unchanged afterwards),
+//    with wall and CPU time (getrusage: both threads) per edit, and a phase split from the
+//    per-step callback's timestamps;
+// 3. the ROME child writes the tokenised inputs (every sequence, lookup index, the target ids)
+//    and the hyperparameters as ked read them to --inputs (JSON) for ref_edit_torch.py;
+// 4. --breakdown N: the ROME child also replays the pieces of one edit N times through the
+//    runtime (k* capture, the v* batch's first forward, a forward from the edited layer with and
+//    without logits, the loss, the backward, k0/v0) and prints their median seconds and the
+//    token counts that set their cost.
+// Prints `key value` lines (rome_seconds, ftm_seconds, rome_peak_rss_over_weights, ...).
+//
+//   build/bench/bench_edit [--dir DIR] [--tokenizer DIR] [--templates FILE] [--rome-hparams F]
+//       [--ft-hparams F] [--iters N] [--warmup N] [--threads N] [--only rome|ftm|all]
+//       [--inputs FILE] [--breakdown N]
+// OMP_WAIT_POLICY is taken from the environment (bench/run.sh exports passive).
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ked.h"
+#include "edit/edit.h"       // edit_case_build, edit_batch, edit_mean_at, edit_capture_at (replay)
+#include "io/safetensors.h"
+
+// GPT-2 small
+enum { L_ = 12, C_ = 768, H_ = 12, V_ = 50257, P_ = 1024, F_ = 4 * C_ };
+
+static const char *PROMPT = "The mother tongue of Danielle Darrieux is";
+static const char *SUBJECT = "Danielle Darrieux";
+static const char *TARGET = " English";
+
+static double now(void) { return omp_get_wtime(); }
+
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static void die(const char *what, const ked_error *err) {
+    fprintf(stderr, "bench_edit: %s: %s\n", what, err ? err->msg : strerror(errno));
+    exit(1);
+}
+
+static void loadavg(const char *when) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double a = 0, b = 0, c = 0;
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = 0;
+        fclose(f);
+    }
+    printf("loadavg_%s %.2f %.2f %.2f\n", when, a, b, c);
+}
+
+// ---- a random GPT-2-small checkpoint (the format bench_model writes) -----------------------------
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rng_u32(void) { // xorshift64*
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+// approximately N(0, std^2): the sum of 4 uniforms, rescaled
+static void fill_normal(float *x, size_t n, float std) {
+    const float k = std * sqrtf(3.0f) / 2.0f / 2147483648.0f;
+    for (size_t i = 0; i < n; i++) {
+        int64_t s = (int64_t)rng_u32() + rng_u32() + rng_u32() + rng_u32() - 4 * 2147483648ll;
+        x[i] = (float)s * k;
+    }
+}
+
+enum { NT = 2 + L_ * 12 + 2 };
+typedef enum { INIT_W, INIT_POS, INIT_ONE, INIT_ZERO } init_kind;
+static st_write_tensor tensors[NT];
+static init_kind inits[NT];
+static char names[NT][64];
+static int n_tensors;
+static long long data_bytes;
+
+static void add(const char *name, int layer, int64_t d0, int64_t d1, init_kind init) {
+    int i = n_tensors++;
+    if (layer >= 0) snprintf(names[i], sizeof names[i], "transformer.h.%d.%s", layer, name);
+    else snprintf(names[i], sizeof names[i], "transformer.%s", name);
+    tensors[i].name = names[i];
+    tensors[i].dtype = KED_F32;
+    tensors[i].ndim = d1 ? 2 : 1;
+    tensors[i].shape[0] = d0;
+    tensors[i].shape[1] = d1;
+    inits[i] = init;
+    data_bytes += 4ll * d0 * (d1 ? d1 : 1);
+}
+
+// dir/config.json and dir/model.safetensors unless a model of this shape is there
+static void write_model(const char *dir) {
+    char cfg[1024], st[1024];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    add("wte.weight", -1, V_, C_, INIT_W);
+    add("wpe.weight", -1, P_, C_, INIT_POS);
+    for (int l = 0; l < L_; l++) { // Conv1D weights are (in, out)
+        add("ln_1.weight", l, C_, 0, INIT_ONE);
+        add("ln_1.bias", l, C_, 0, INIT_ZERO);
+        add("attn.c_attn.weight", l, C_, 3 * C_, INIT_W);
+        add("attn.c_attn.bias", l, 3 * C_, 0, INIT_ZERO);
+        add("attn.c_proj.weight", l, C_, C_, INIT_W);
+        add("attn.c_proj.bias", l, C_, 0, INIT_ZERO);
+        add("ln_2.weight", l, C_, 0, INIT_ONE);
+        add("ln_2.bias", l, C_, 0, INIT_ZERO);
+        add("mlp.c_fc.weight", l, C_, F_, INIT_W);
+        add("mlp.c_fc.bias", l, F_, 0, INIT_ZERO);
+        add("mlp.c_proj.weight", l, F_, C_, INIT_W);
+        add("mlp.c_proj.bias", l, C_, 0, INIT_ZERO);
+    }
+    add("ln_f.weight", -1, C_, 0, INIT_ONE);
+    add("ln_f.bias", -1, C_, 0, INIT_ZERO);
+    struct stat sb;
+    if (stat(cfg, &sb) == 0 && stat(st, &sb) == 0 && sb.st_size > data_bytes &&
+        sb.st_size < data_bytes + 65536) {
+        printf("model_dir %s (reused)\n", dir);
+        return;
+    }
+    if (mkdir(dir, 0755) && errno != EEXIST) die(dir, NULL);
+    double t0 = now();
+    float *data = malloc((size_t)data_bytes);
+    if (!data) die("allocating the random weights", NULL);
+    float *p = data;
+    for (int i = 0; i < n_tensors; i++) {
+        size_t numel =
+            (size_t)tensors[i].shape[0] * (tensors[i].ndim == 2 ? (size_t)tensors[i].shape[1] : 1);
+        for (size_t j = 0; j < numel && inits[i] >= INIT_ONE; j++) p[j] = inits[i] == INIT_ONE;
+        if (inits[i] == INIT_W) fill_normal(p, numel, 0.02f);
+        if (inits[i] == INIT_POS) fill_normal(p, numel, 0.01f);
+        tensors[i].data = p;
+        p += numel;
+    }
+    ked_error err;
+    if (st_write(st, tensors, n_tensors, NULL, NULL, 0, &err)) die("st_write", &err);
+    free(data);
+    FILE *f = fopen(cfg, "w");
+    if (!f) die(cfg, NULL);
+    fprintf(f, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+               "  \"activation_function\": \"gelu_new\",\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n"
+               "  \"n_head\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n"
+               "  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": 1e-05,\n"
+               "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n"
+               "  \"tie_word_embeddings\": true,\n  \"torch_dtype\": \"float32\"\n}\n",
+            C_, L_, H_, P_, P_, V_);
+    if (fclose(f)) die(cfg, NULL);
+    printf("model_dir %s (written in %.1f s, %.0f MB)\n", dir, now() - t0, data_bytes / 1e6);
+}
+
+// ---- resident memory ----------------------------------------------------------------------------
+
+static long status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') { v = atol(line + n + 1); break; }
+    fclose(f);
+    return v;
+}
+static double mb(long kb) { return kb * 1024.0 / 1e6; }
+
+// ---- options --------------------------------------------------------------------------------------
+
+typedef struct {
+    const char *dir, *tokenizer, *templates, *rome_hp, *ft_hp, *only, *inputs;
+    int iters, warmup, threads, breakdown;
+} opts;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(const double *t, int n) {
+    double s[64];
+    if (n < 1) return NAN;
+    if (n > 64) n = 64;
+    memcpy(s, t, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+// per-step timestamps of one edit (on_step is called after each step's forward and loss)
+typedef struct {
+    double t[512];
+    float loss[512];
+    int n;
+} steps_log;
+static void on_step(int step, float loss, void *user) {
+    steps_log *s = user;
+    if (s->n < 512) { s->t[s->n] = now(); s->loss[s->n] = loss; s->n++; }
+}
+
+// ---- the inputs for ref_edit_torch.py -------------------------------------------------------------
+
+static void json_ids(FILE *f, const int *ids, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", ids[i]);
+    fputc(']', f);
+}
+
+static void write_inputs(const char *path, const edit_case *c, const ked_hparams *rh,
+                         const ked_hparams *fh, const char *const *templates, int n_t) {
+    FILE *f = fopen(path, "w");
+    if (!f) die(path, NULL);
+    fprintf(f, "{\n  \"generator\": \"bench/bench_edit.c\",\n");
+    fprintf(f, "  \"prompt\": \"%s\", \"subject\": \"%s\", \"target\": \"%s\",\n", PROMPT, SUBJECT, TARGET);
+    fprintf(f, "  \"n_templates\": %d,\n  \"ctx\": [\n", n_t);
+    for (int i = 0; i < c->n_ctx; i++) {
+        fprintf(f, "    {\"lookup\": %d, \"ids\": ", c->ctx[i].lookup);
+        json_ids(f, c->ctx[i].ids, c->ctx[i].n);
+        fprintf(f, "}%s\n", i + 1 < c->n_ctx ? "," : "");
+    }
+    fprintf(f, "  ],\n  \"bare\": {\"lookup\": %d, \"ids\": ", c->bare.lookup);
+    json_ids(f, c->bare.ids, c->bare.n);
+    fprintf(f, "},\n  \"kl\": {\"lookup\": %d, \"ids\": ", c->kl.lookup);
+    json_ids(f, c->kl.ids, c->kl.n);
+    fprintf(f, "},\n  \"target_ids\": ");
+    json_ids(f, c->target, c->n_target);
+    fprintf(f, ",\n  \"rome\": {\"source\": \"%s\", \"layer\": %d, \"v_num_grad_steps\": %d, "
+               "\"v_lr\": %.9g, \"v_weight_decay\": %.9g, \"clamp_norm_factor\": %.9g, "
+               "\"kl_factor\": %.9g, \"v_loss_layer\": %d},\n",
+            rh->source, rh->layers[0], rh->v_num_grad_steps, rh->v_lr, rh->v_weight_decay,
+            rh->clamp_norm_factor, rh->kl_factor, rh->v_loss_layer);
+    fprintf(f, "  \"ftm\": {\"source\": \"%s\", \"layer\": %d, \"num_steps\": %d, \"lr\": %.9g, "
+               "\"weight_decay\": %.9g, \"norm_constraint\": %.9g, \"bias\": %d}\n}\n",
+            fh->source, fh->layers[0], fh->num_steps, fh->lr, fh->weight_decay, fh->norm_constraint,
+            fh->ft_bias);
+    if (fclose(f)) die(path, NULL);
+    printf("inputs %s\n", path);
+}
+
+// ---- the ROME replay (--breakdown) ------------------------------------------------------------------
+
+static void log_softmax(float *out, const float *z, int V) { // as vstar.c
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+    double s = 0;
+    for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
+    double lse = mx + log(s);
+    for (int i = 0; i < V; i++) out[i] = (float)(z[i] - lse);
+}
+
+static void rome_breakdown(ked_model *m, const ked_hparams *hp, const edit_case *c, int reps) {
+    const ked_config *cfg = ked_model_config(m);
+    int C = cfg->d_model, V = cfg->vocab, F = cfg->d_ff, Lyr = hp->layers[0];
+    int n_rw = c->n_ctx, B = n_rw + 1, nt = c->n_target, n_logit = n_rw * nt + 1;
+    ked_error err;
+    // the v* batch exactly as vstar.c builds it
+    edit_seq *seqs = malloc(sizeof *seqs * (size_t)B);
+    int *extra = calloc((size_t)B, sizeof(int)), *ids = NULL, *len = NULL, T = 0;
+    for (int i = 0; i < n_rw; i++) { seqs[i] = c->ctx[i]; extra[i] = nt - 1; }
+    seqs[n_rw] = c->kl;
+    if (edit_batch(seqs, B, c->target, extra, &ids, &len, &T, &err)) die("edit_batch", &err);
+    int *row = malloc(sizeof(int) * (size_t)B), *pos = malloc(sizeof(int) * (size_t)B);
+    int *lidx = malloc(sizeof(int) * (size_t)n_logit);
+    long valid = 0, dependent = 0, ksum = 0;
+    for (int i = 0; i < B; i++) {
+        row[i] = i;
+        pos[i] = seqs[i].lookup;
+        valid += len[i];
+        dependent += len[i] - seqs[i].lookup; // positions from the lookup token on see delta
+    }
+    for (int i = 0; i < n_rw; i++) {
+        ksum += c->ctx[i].n;
+        for (int j = 0; j < nt; j++) lidx[i * nt + j] = i * T + c->ctx[i].n - 1 + j;
+    }
+    lidx[n_rw * nt] = n_rw * T + c->kl.lookup;
+    float *add = calloc((size_t)B * C, sizeof(float)), *cap = calloc((size_t)B * C, sizeof(float));
+    float *grad = calloc((size_t)B * C, sizeof(float)), *lp = malloc(sizeof(float) * (size_t)V);
+    for (size_t i = 0; i < (size_t)B * C; i++) add[i] = 1e-3f * (float)((i * 7919) % 13);
+    ked_run *r = NULL;
+    if (ked_run_new(m, B, T, T, 1, &r, &err)) die("ked_run_new", &err);
+    ked_hook hook = {hp->v_point, Lyr, B, row, pos, add, cap, grad};
+
+    enum { P_KSTAR, P_FWD0, P_FWDL, P_FWDL_NOLOGITS, P_LOSS, P_BWD, P_K0V0, P_N };
+    static const char *pn[P_N] = {"kstar_capture", "vstar_first_forward_all_layers",
+                                  "vstar_forward_from_layer", "vstar_forward_from_layer_no_logits",
+                                  "vstar_loss", "vstar_backward", "k0_v0_capture"};
+    double t[P_N][64], cp[P_N][64], c0;
+    if (reps > 64) reps = 64;
+    float *kstar = malloc(sizeof(float) * (size_t)F), *k0 = malloc(sizeof(float) * (size_t)F);
+    float *v0 = malloc(sizeof(float) * (size_t)C);
+    for (int k = 0; k < reps; k++) {
+        double t0 = now();
+        c0 = cpu_now();
+        if (edit_mean_at(m, c->ctx, c->n_ctx, Lyr, KED_HOOK_MLP_KEY, kstar, &err)) die("k*", &err);
+        t[P_KSTAR][k] = now() - t0;
+        cp[P_KSTAR][k] = cpu_now() - c0;
+
+        ked_forward_opts fo = ked_forward_defaults();
+        fo.hooks = &hook;
+        fo.n_hooks = 1;
+        fo.logit_idx = lidx;
+        fo.n_logit = n_logit;
+        fo.cache_layer = Lyr;
+        t0 = now();
+        c0 = cpu_now();
+        if (ked_forward(m, r, ids, B, T, len, &fo, &err)) die("forward", &err);
+        t[P_FWD0][k] = now() - t0;
+        cp[P_FWD0][k] = cpu_now() - c0;
+
+        fo.cache_layer = 0;
+        fo.start_layer = Lyr;
+        t0 = now();
+        c0 = cpu_now();
+        if (ked_forward(m, r, ids, B, T, len, &fo, &err)) die("forward from L", &err);
+        t[P_FWDL][k] = now() - t0;
+        cp[P_FWDL][k] = cpu_now() - c0;
+
+        // the loss (the same arithmetic as vstar.c: log-softmax per scored row, double exp)
+        float *logits = ked_run_logits(r, NULL), *dl = ked_run_dlogits(r);
+        t0 = now();
+        c0 = cpu_now();
+        double s = 0;
+        float gs = 1.0f / (float)n_logit;
+        for (int i = 0; i < n_logit; i++) {
+            log_softmax(lp, logits + (size_t)i * V, V);
+            s += lp[0];
+            for (int v = 0; v < V; v++) dl[(size_t)i * V + v] = expf(lp[v]) * gs;
+        }
+        t[P_LOSS][k] = now() - t0;
+        cp[P_LOSS][k] = cpu_now() - c0;
+        if (!isfinite(s)) printf("breakdown: non-finite loss\n");
+
+        t0 = now();
+        c0 = cpu_now();
+        if (ked_backward(m, r, &err)) die("backward", &err);
+        t[P_BWD][k] = now() - t0;
+        cp[P_BWD][k] = cpu_now() - c0;
+
+        // the layers above L without the logits (stop after the last layer)
+        ked_forward_opts fn = fo;
+        fn.stop_after_layer = cfg->n_layer - 1;
+        fn.logit_idx = NULL;
+        fn.n_logit = 0;
+        t0 = now();
+        c0 = cpu_now();
+        if (ked_forward(m, r, ids, B, T, len, &fn, &err)) die("forward from L, no logits", &err);
+        t[P_FWDL_NOLOGITS][k] = now() - t0;
+        cp[P_FWDL_NOLOGITS][k] = cpu_now() - c0;
+
+        ked_hook_point pts[2] = {KED_HOOK_MLP_KEY, KED_HOOK_MLP_OUT};
+        float *outs[2] = {k0, v0};
+        t0 = now();
+        c0 = cpu_now();
+        if (edit_capture_at(m, &c->bare, 1, Lyr, pts, outs, 2, &err)) die("k0 v0", &err);
+        t[P_K0V0][k] = now() - t0;
+        cp[P_K0V0][k] = cpu_now() - c0;
+    }
+    printf("breakdown_reps %d\n", reps);
+    for (int p = 0; p < P_N; p++)
+        printf("breakdown_%s_s %.4f (cpu %.4f s)\n", pn[p], median(t[p], reps), median(cp[p], reps));
+    printf("vstar_run_mb %.1f\n", ked_run_bytes(r) / 1e6);
+    // token counts and FLOPs of one v* step (multiply-add = 2; attention and norms left out)
+    int above = cfg->n_layer - Lyr;
+    double per_tok_layer = 2.0 * 12.0 * C * C; // c_attn 3C^2, attn.c_proj C^2, MLP 8C^2
+    printf("vstar_batch_rows %d\nvstar_batch_T %d\n", B, T);
+    printf("vstar_tokens_padded %d\nvstar_tokens_valid %ld\nvstar_tokens_from_lookup_on %ld\n",
+           B * T, valid, dependent);
+    printf("vstar_logit_rows %d\nvstar_layers_recomputed %d\n", n_logit, above);
+    printf("kstar_tokens_valid %ld\n", ksum);
+    printf("vstar_step_gflop_fwd_layers_padded %.2f\n", 1e-9 * per_tok_layer * above * B * T);
+    printf("vstar_step_gflop_fwd_layers_from_lookup_on %.2f\n", 1e-9 * per_tok_layer * above * dependent);
+    printf("vstar_step_gflop_fwd_logits %.2f\n", 1e-9 * 2.0 * C * V * n_logit);
+    ked_run_free(r);
+    free(seqs); free(extra); free(ids); free(len); free(row); free(pos); free(lidx);
+    free(add); free(cap); free(grad); free(lp); free(kstar); free(k0); free(v0);
+}
+
+// ---- one method in this (fresh) process ------------------------------------------------------------
+
+static int child(const opts *o, const char *method) {
+    int rome = !strcmp(method, "rome");
+    const char *key = rome ? "rome" : "ftm";
+    long rss0 = status_kb("VmRSS");
+    ked_error err;
+    ked_model *m = NULL;
+    ked_tokenizer *tok = NULL;
+    double t0 = now();
+    if (ked_model_load(o->dir, &m, &err)) die("ked_model_load", &err);
+    double load_s = now() - t0;
+    long hwm_load = status_kb("VmHWM");
+    ked_set_threads(o->threads);
+    if (ked_tokenizer_load(o->tokenizer, &tok, &err)) die("ked_tokenizer_load", &err);
+    char **templates = NULL;
+    int n_t = 0;
+    if (ked_edit_templates_read(o->templates, &templates, &n_t, &err)) die("templates", &err);
+    ked_hparams hp, fh;
+    if (ked_hparams_load(m, rome ? o->rome_hp : o->ft_hp, rome ? "rome" : "ft-m", &hp, &err))
+        die("ked_hparams_load", &err);
+    ked_request req;
+    memset(&req, 0, sizeof req);
+    req.prompt = PROMPT;
+    req.subject = SUBJECT;
+    req.target_new = TARGET;
+    edit_case c;
+    if (edit_case_build(tok, &req, (const char *const *)templates, n_t, hp.fact_token, &c, &err))
+        die("edit_case_build", &err);
+    if (rome && o->inputs) {
+        if (ked_hparams_load(m, o->ft_hp, "ft-m", &fh, &err)) die("ked_hparams_load", &err);
+        write_inputs(o->inputs, &c, &hp, &fh, (const char *const *)templates, n_t);
+    }
+    double wb = (double)ked_model_weight_bytes(m);
+    printf("%s_hparams %s (layer %d)\n", key, hp.source, hp.layers[0]);
+    printf("%s_threads %d\n", key, o->threads);
+    printf("%s_load_s %.3f\n", key, load_s);
+    printf("%s_templates %d\n", key, n_t);
+    printf("%s_prompt_tokens %d\n%s_target_tokens %d\n", key, c.bare.n, key, c.n_target);
+
+    ked_edit_opts eo = ked_edit_defaults();
+    eo.templates = (const char *const *)templates;
+    eo.n_templates = n_t;
+    steps_log sl;
+    eo.on_step = on_step;
+    eo.user = &sl;
+    int n = o->warmup + o->iters;
+    double wall[64], cpu[64], first[64], mid[64], last[64];
+    int steps = 0;
+    float loss0 = NAN, loss1 = NAN;
+    if (n > 64) n = 64;
+    loadavg(rome ? "rome_start" : "ftm_start");
+    for (int k = 0; k < n; k++) {
+        ked_patch *p = NULL;
+        ked_edit_info info;
+        sl.n = 0;
+        double c0 = cpu_now();
+        t0 = now();
+        if (ked_edit(m, tok, &hp, &req, &eo, &p, &info, &err)) die("ked_edit", &err);
+        double t1 = now();
+        wall[k] = t1 - t0;
+        cpu[k] = cpu_now() - c0;
+        // phases: before the first step's loss | between the first and the last loss | after
+        first[k] = sl.n ? sl.t[0] - t0 : NAN;
+        mid[k] = sl.n ? sl.t[sl.n - 1] - sl.t[0] : NAN;
+        last[k] = sl.n ? t1 - sl.t[sl.n - 1] : NAN;
+        steps = sl.n;
+        loss0 = sl.n ? sl.loss[0] : NAN;
+        loss1 = sl.n ? sl.loss[sl.n - 1] : NAN;
+        printf("%s_%s_%d_s %.3f (cpu %.3f s, %d steps)\n", key, k < o->warmup ? "warmup" : "iter",
+               k < o->warmup ? k : k - o->warmup, wall[k], cpu[k], sl.n);
+        fflush(stdout);
+        ked_patch_free(p);
+    }
+    loadavg(rome ? "rome_end" : "ftm_end");
+    int w = o->warmup, ni = n - w;
+    long hwm = status_kb("VmHWM");
+    printf("%s_seconds %.3f\n", key, median(wall + w, ni));
+    double mn = INFINITY;
+    for (int k = w; k < n; k++) mn = wall[k] < mn ? wall[k] : mn;
+    printf("%s_seconds_min %.3f\n", key, mn);
+    printf("%s_cpu_seconds %.3f\n", key, median(cpu + w, ni));
+    printf("%s_timed_edits %d\n", key, ni);
+    printf("%s_steps %d\n%s_loss_first %.4f\n%s_loss_last %.4f\n", key, steps, key, loss0, key, loss1);
+    printf("%s_phase_until_first_loss_s %.3f\n", key, median(first + w, ni));
+    printf("%s_phase_steps_after_first_s %.3f\n", key, median(mid + w, ni));
+    printf("%s_phase_per_step_after_first_s %.4f\n", key,
+           steps > 1 ? median(mid + w, ni) / (steps - 1) : NAN);
+    printf("%s_phase_after_last_loss_s %.3f\n", key, median(last + w, ni));
+    printf("weight_mb %.1f\n", wb / 1e6);
+    printf("%s_rss_before_load_mb %.1f\n", key, mb(rss0));
+    printf("%s_load_peak_rss_mb %.1f\n", key, mb(hwm_load));
+    printf("%s_peak_rss_mb %.1f\n", key, mb(hwm));
+    printf("%s_peak_rss_over_weights %.3f\n", key, hwm * 1024.0 / wb);
+    printf("%s_load_peak_rss_over_weights %.3f\n", key, hwm_load * 1024.0 / wb);
+    printf("%s_edit_rss_growth_over_weights %.3f\n", key, (hwm - hwm_load) * 1024.0 / wb);
+    fflush(stdout);
+    if (rome && o->breakdown > 0) rome_breakdown(m, &hp, &c, o->breakdown);
+    edit_case_free(&c);
+    ked_edit_templates_free(templates, n_t);
+    ked_tokenizer_free(tok);
+    ked_model_free(m);
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_edit [--dir DIR] [--tokenizer DIR] [--templates FILE] "
+                    "[--rome-hparams F] [--ft-hparams F] [--iters N] [--warmup N] [--threads N] "
+                    "[--only rome|ftm|all] [--inputs FILE] [--breakdown N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    opts o = {"build/bench/gpt2-small-random", "tests/data/tokenizer/gpt2",
+              "bench/hparams/context-templates-21.txt", "bench/hparams/ROME-gpt2-small.yaml",
+              "bench/hparams/FT-gpt2-small.yaml", "all", NULL, 3, 1, 2, 0};
+    const char *child_method = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) usage();
+        if (!strcmp(a, "--dir")) o.dir = v;
+        else if (!strcmp(a, "--tokenizer")) o.tokenizer = v;
+        else if (!strcmp(a, "--templates")) o.templates = v;
+        else if (!strcmp(a, "--rome-hparams")) o.rome_hp = v;
+        else if (!strcmp(a, "--ft-hparams")) o.ft_hp = v;
+        else if (!strcmp(a, "--iters")) o.iters = atoi(v);
+        else if (!strcmp(a, "--warmup")) o.warmup = atoi(v);
+        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--only")) o.only = v;
+        else if (!strcmp(a, "--inputs")) o.inputs = v;
+        else if (!strcmp(a, "--breakdown")) o.breakdown = atoi(v);
+        else if (!strcmp(a, "--child")) child_method = v;
+        else usage();
+        i++;
+    }
+    if (o.iters < 0 || o.warmup < 0 || o.iters + o.warmup < 1 || o.threads < 1) usage();
+    if (child_method) return child(&o, child_method);
+
+    printf("bench_edit: GPT-2-small shape (L %d, C %d, V %d), %d threads, OMP_WAIT_POLICY=%s\n",
+           L_, C_, V_, o.threads, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset");
+    printf("request: prompt \"%s\", subject \"%s\", target \"%s\"\n", PROMPT, SUBJECT, TARGET);
+    fflush(stdout);
+    write_model(o.dir);
+    fflush(stdout);
+    const char *ms[2] = {"rome", "ftm"};
+    int status = 0;
+    for (int k = 0; k < 2; k++) {
+        if (strcmp(o.only, "all") && strcmp(o.only, ms[k])) continue;
+        char it[16], wu[16], th[16], bd[16];
+        snprintf(it, sizeof it, "%d", o.iters);
+        snprintf(wu, sizeof wu, "%d", o.warmup);
+        snprintf(th, sizeof th, "%d", o.threads);
+        snprintf(bd, sizeof bd, "%d", o.breakdown);
+        const char *args[32] = {"/proc/self/exe", "--child", ms[k], "--dir", o.dir, "--tokenizer",
+                                o.tokenizer, "--templates", o.templates, "--rome-hparams",
+                                o.rome_hp, "--ft-hparams", o.ft_hp, "--iters", it, "--warmup", wu,
+                                "--threads", th, "--breakdown", bd};
+        int na = 21;
+        if (o.inputs) { args[na++] = "--inputs"; args[na++] = o.inputs; }
+        args[na] = NULL;
+        pid_t pid = fork();
+        if (pid < 0) die("fork", NULL);
+        if (pid == 0) {
+            execv("/proc/self/exe", (char *const *)args);
+            _exit(127);
+        }
+        int ws = 0;
+        if (waitpid(pid, &ws, 0) < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws)) {
+            fprintf(stderr, "bench_edit: the %s child failed\n", ms[k]);
+            status = 1;
+        }
+    }
+    return status;
+}
