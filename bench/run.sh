@@ -141,4 +141,78 @@ if [ "${BENCH_EDIT:-1}" != 0 ] && [ -x "$B/bench_edit" ]; then
             }
         }' "$B/edit.log" "$B/edit_torch.log"
 fi
+
+# ==== decoding and a 7B-shaped model (issue 4; bench/bench_decode.c, bench/ref_decode_torch.py,
+# bench/bench_7b.c) =============================================================================
+# bench_decode: KV-cached greedy decoding of BENCH_DECODE tokens (default 128) at batch 1 and 8
+# on the random GPT-2-small model above, and the share of the read bandwidth (measured in the
+# same run, 1 GB, THREADS threads) that the weight reads use; then ref_decode_torch.py, the same
+# in PyTorch on the same file. BENCH_DECODE_BENCH=0 skips both.
+# bench_7b: a LLaMA-2-7B-shaped layer stack in bf16 (BENCH_7B_LAYERS layers, default 8: a 3.8 GB
+# file written into BUILD/bench and removed afterwards; skipped with less than 12 GB free on
+# disk): load time, RSS, seconds per token of a decode step and a 128-token prefill,
+# extrapolated to 32 layers; one layer f32 against bf16. BENCH_7B=0 skips it.
+# OMP_WAIT_POLICY=passive is exported unless set.
+if [ "${BENCH_DECODE_BENCH:-1}" != 0 ] && [ -x "$B/bench_decode" ]; then
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+    echo "== bench_decode (threads $THREADS, OMP_WAIT_POLICY=$OMP_WAIT_POLICY," \
+         "load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$B/bench_decode" --dir "$B/gpt2-small-random" --threads "$THREADS" \
+        --decode "${BENCH_DECODE:-128}" | tee "$B/decode.log"
+    grep -q '^decode_b8_bw_share ' "$B/decode.log" || { echo "bench_decode failed"; status=1; }
+    : > "$B/decode_torch.log"
+    if [ "${BENCH_TORCH:-1}" != 0 ] && [ -x "$PY" ]; then
+        echo "== PyTorch decode reference ($PY)"
+        "$PY" bench/ref_decode_torch.py --dir "$B/gpt2-small-random" --threads "$THREADS" \
+            --decode "${BENCH_DECODE:-128}" --bw "$(value bw_read_gbs "$B/decode.log")" \
+            | tee "$B/decode_torch.log" || status=1
+    fi
+    echo
+    echo "== summary: KV-cached greedy decode, GPT-2-small shape, $THREADS threads, read" \
+         "bandwidth $(value bw_read_gbs "$B/decode.log") GB/s, load average" \
+         "$(cut -d' ' -f1-3 /proc/loadavg)"
+    awk 'FNR == 1 { f++ }
+        f == 1 { k[$1] = $2 }
+        f == 2 { t[$1] = $2 }
+        function v(x) { return x == "" ? "-" : x }
+        function pc(x) { return x == "" ? "-" : sprintf("%.0f%%", 100 * x) }
+        END {
+            printf "%-6s %10s %8s | %10s %8s | %9s\n", "", "ked tok/s", "bw use",
+                "torch tok/s", "bw use", "ked/torch"
+            for (b = 1; b <= 8; b += 7) {
+                kt = k["decode_b" b "_tok_s"]; tt = t["torch_decode_b" b "_tok_s"]
+                printf "%-6s %10s %8s | %10s %8s | %9s\n", "B=" b, v(kt),
+                    pc(k["decode_b" b "_bw_share"]), v(tt), pc(t["torch_decode_b" b "_bw_share"]),
+                    (kt != "" && tt != "" && tt > 0) ? sprintf("%.2fx", kt / tt) : "-"
+            }
+        }' "$B/decode.log" "$B/decode_torch.log"
+fi
+if [ "${BENCH_7B:-1}" != 0 ] && [ -x "$B/bench_7b" ]; then
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+    free_kb=$(df -Pk "$B" | awk 'NR == 2 { print $4 }')
+    if [ "${free_kb:-0}" -lt 12000000 ]; then
+        echo "== bench_7b skipped: less than 12 GB free on $B"
+    else
+        echo "== bench_7b (${BENCH_7B_LAYERS:-8} LLaMA-2-7B-shaped layers in bf16, threads" \
+             "$THREADS, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+        "$B/bench_7b" --dir "$B/llama7b-shape" --layers "${BENCH_7B_LAYERS:-8}" \
+            --threads "$THREADS" | tee "$B/7b.log"
+        grep -q '^x32_decode_step_s ' "$B/7b.log" || { echo "bench_7b failed"; status=1; }
+        S="$B/7b.log"
+        echo
+        echo "== summary: LLaMA-2-7B shape, $(value layers "$S") layers in bf16 (keep_half)," \
+             "$THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "load $(value load_s "$S") s (cold, mapped) + first forward" \
+             "$(value first_fwd_s "$S") s;" \
+             "RSS $(value after_load_rss_mb "$S") MB after load," \
+             "$(value after_first_fwd_rss_mb "$S") MB after the first forward"
+        echo "decode step $(value decode_step_s "$S") s, 128-token prefill" \
+             "$(value prefill_s_per_token "$S") s/token;" \
+             "32 layers (extrapolated): decode $(value x32_decode_step_s "$S") s/token," \
+             "prefill $(value x32_prefill_s_per_token "$S") s/token"
+        echo "one layer f32 vs bf16: decode step $(value l1_f32_layer_decode_step_s "$S") vs" \
+             "$(value l1_bf16_layer_decode_step_s "$S") s, prefill" \
+             "$(value l1_f32_layer_prefill_s "$S") vs $(value l1_bf16_layer_prefill_s "$S") s"
+    fi
+fi
 exit $status
