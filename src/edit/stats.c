@@ -101,10 +101,11 @@ ked_status ked_stats_model_hash(const ked_model *m, const char *cache_dir, uint6
     const char *path = ked_model_path(m);
     char dir[1024], idx[1200];
     ked_stats_cache_dir(cache_dir, dir, sizeof dir);
-    static char names[64][512];
+    char (*names)[512] = ked_malloc(sizeof *names * 64, "model hash", err);
+    if (!names) return KED_ERR_NOMEM;
     int64_t size, mtime;
     int n = model_files(path, names, 64, &size, &mtime);
-    if (n < 0) return ked_fail(err, KED_ERR_IO, "%s: cannot list the model's files", path);
+    if (n < 0) { free(names); return ked_fail(err, KED_ERR_IO, "%s: cannot list the model's files", path); }
     char absp[4096];
     if (!realpath(path, absp)) snprintf(absp, sizeof absp, "%s", path);
     snprintf(idx, sizeof idx, "%s/modelhash-%016llx", dir,
@@ -115,19 +116,24 @@ ked_status ked_stats_model_hash(const ked_model *m, const char *cache_dir, uint6
         unsigned long long h = 0;
         int ok = fscanf(f, "%lld %lld %llx", &s, &t, &h) == 3 && s == size && t == mtime;
         fclose(f);
-        if (ok) { *out = h; return KED_OK; }
+        if (ok) { free(names); *out = h; return KED_OK; }
     }
     uint64_t h = FNV0;
     unsigned char *buf = ked_malloc(1 << 20, "model hash", err);
-    if (!buf) return KED_ERR_NOMEM;
+    if (!buf) { free(names); return KED_ERR_NOMEM; }
     for (int i = 0; i < n; i++) {
         FILE *g = fopen(names[i], "rb");
-        if (!g) { free(buf); return ked_fail(err, KED_ERR_IO, "%s: cannot open", names[i]); }
+        if (!g) {
+            ked_status st = ked_fail(err, KED_ERR_IO, "%s: cannot open", names[i]);
+            free(buf); free(names);
+            return st;
+        }
         size_t r;
         while ((r = fread(buf, 1, 1 << 20, g)) > 0) h = fnv(h, buf, r);
         fclose(g);
     }
     free(buf);
+    free(names);
     *out = h;
     if (mkdir_p(dir) == 0) {
         char line[128];
