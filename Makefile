@@ -22,7 +22,7 @@ ifneq ($(findstring clang,$(CC)),clang)
 endif
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -fopenmp $(WARN) -Iinclude -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -fopenmp -lm -lpthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -fopenmp -lmvec -lm -lpthread
 
 ifeq ($(SAN),1)
   OPT     = -O1 -g -fno-omit-frame-pointer

@@ -10,6 +10,17 @@
 #include "model/kernels.h"
 
 #define ACT_PAR_MIN ((size_t)1 << 16)
+
+// With gcc, let the GELU loops call glibc's vectorised tanhf (libmvec, 8 lanes with AVX2):
+// scalar tanhf was 19% of a ROME edit's CPU time on a GPT-2-small-shaped model. libmvec's
+// results are within a few ulp of tanhf's (tests/test_kernels.c's finite differences and
+// tests/test_model_ref.c's PyTorch comparisons hold). Other compilers call the scalar one.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+float tanhf(float) __attribute__((simd("notinbranch")));
+#define ACT_SIMD _Pragma("omp simd")
+#else
+#define ACT_SIMD
+#endif
 #define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
 
 // ---- GELU ------------------------------------------------------------------------------------
@@ -17,10 +28,14 @@
 void gelu_forward(float *out, const float *inp, size_t n) {
     // out (n), inp (n)
 #pragma omp parallel for if (n >= ACT_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + tanhf(u));
+    for (size_t c = 0; c < n; c += 4096) {
+        size_t end = c + 4096 < n ? c + 4096 : n;
+        ACT_SIMD
+        for (size_t i = c; i < end; i++) {
+            float x = inp[i];
+            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+            out[i] = 0.5f * x * (1.0f + tanhf(u));
+        }
     }
 }
 
@@ -28,15 +43,19 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     // dinp (n), dout (n), inp (n)
     if (!dinp) return;
 #pragma omp parallel for if (n >= ACT_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        // forward: out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
-        // => dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float t = tanhf(u);
-        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        float grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
-        dinp[i] += grad * dout[i];
+    for (size_t c = 0; c < n; c += 4096) {
+        size_t end = c + 4096 < n ? c + 4096 : n;
+        ACT_SIMD
+        for (size_t i = c; i < end; i++) {
+            float x = inp[i];
+            // forward: out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+            // => dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+            float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+            float t = tanhf(u);
+            float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+            float grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+            dinp[i] += grad * dout[i];
+        }
     }
 }
 
