@@ -17,6 +17,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
     X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m, memit, emmet, alphaedit)")    \
     X(eval, "evaluate an editing method on ZsRE/CounterFact/KnowEdit data as EasyEdit does") \
     X(tokenize, "print the token ids, pieces and byte offsets of a text")                  \
+    X(hparams, "print the hyperparameters an edit method will use on a model")             \
     X(train, "train a model from scratch or a checkpoint (AdamW, resumable checkpoints)")  \
     X(tokenizer_train, "learn a byte-level BPE tokenizer.json from text")                \
     X(stats, "second-moment statistics of the MLP keys over a corpus (cached), for MEMIT etc.")
@@ -45,5 +46,8 @@ typedef struct {
 double ked_time_s_cli(void); // monotonic seconds
 void cli_timing_start(cli_timing *t);
 void cli_timing_print(const cli_timing *t);
+
+// cli_print_hparams: the resolved values of an edit method's hyperparameters, one block
+void cli_print_hparams(const ked_hparams *hp);
 
 #endif

@@ -20,7 +20,13 @@ static const struct {
 static void usage(FILE *f) {
     fprintf(f, "usage: ked COMMAND [options]   (ked COMMAND --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    {
+        char name[64];
+        snprintf(name, sizeof name, "%s", commands[i].name);
+        for (char *p = name; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(f, "  %-16s %s\n", name, commands[i].help);
+    }
     fprintf(f, "\n  --version  print the version\n");
 }
 
@@ -41,8 +47,13 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    // command names are written with '-' (tokenizer-train); the table spells them with '_'
+    char name[64];
+    snprintf(name, sizeof name, "%s", argv[1]);
+    for (char *p = name; *p; p++)
+        if (*p == '-') *p = '_';
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "ked: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

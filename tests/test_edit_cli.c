@@ -67,6 +67,19 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s", d1, d2, d3, d4, d5);
     CHECK(system(cmd) == 0, "rm");
 
+    // 0. ked hparams: the defaults derived from the model, an EasyEdit file, and errors
+    snprintf(cmd, sizeof cmd, "%s hparams --model models/stories260K --method rome", ked);
+    CHECK(run(cmd, out, sizeof out) == 0, "ked hparams: %s", out);
+    CHECK(strstr(out, "source   defaults") && strstr(out, "layers   1") &&
+          strstr(out, "v_num_grad_steps 40"), "ked hparams defaults: %s", out);
+    snprintf(cmd, sizeof cmd, "%s hparams --model models/TinyStories-656K --hparams "
+             "tests/data/hparams/ROME-llama-7b.yaml", ked);
+    CHECK(run(cmd, out, sizeof out) == 1 && strstr(out, "line 5") && strstr(out, "layer 5"),
+          "ked hparams with a layer the model lacks: %s", out);
+    snprintf(cmd, sizeof cmd, "%s hparams --model models/stories260K --method bogus", ked);
+    CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "unknown method 'bogus'"),
+          "ked hparams with an unknown method: %s", out);
+
     // 1. ROME, the patch file and an edited directory
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --method rome %s "
              "--patch build/tests/cli_sue.safetensors --out %s", ked, req, d1);
