@@ -18,12 +18,16 @@ mkdir -p "$KF_RUN"
     --corpus "$KF_RUN/corpus.txt" --tok-corpus "$KF_RUN/tok_corpus.txt" --manifest "$KF_RUN/manifest.jsonl"
 # 2. byte-level BPE, 4096 tokens
 "$BUILD/ked" tokenizer_train --vocab-size 4096 --out "$KF_RUN/tokenizer.json" "$KF_RUN/tok_corpus.txt"
-# 3. train a fresh LLaMA (resumes from $KF_RUN/run/checkpoint-* when present)
+# 3. train a fresh LLaMA (resumes from $KF_RUN/run/checkpoint-* when present): 1200 steps of
+#    warmup + cosine from 2e-3 to 1e-4, then the same run continued to 1500 steps (its schedule
+#    stretched to 1500: a short second cosine from about 3e-4 down to 1e-4)
+for steps in 1200 1500; do
 "$BUILD/ked" train --init --tokenizer "$KF_RUN/tokenizer.json" --data "$KF_RUN/corpus.txt" \
     --out "$KF_RUN/run" --threads "$KF_THREADS" \
     --layers 4 --d-model 256 --heads 8 --d-ff 512 --max-pos 512 --init-seed 1 \
-    --batch 16 --seq 128 --steps 1200 --warmup 100 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.1 \
+    --batch 16 --seq 128 --steps $steps --warmup 100 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.1 \
     --clip 1.0 --eval-frac 0.01 --eval-every 200 --ckpt-every 100 --keep 2 --seed 1 --log-every 10
+done
 # 4. install the last checkpoint as the model (HF directory) with its manifest
 last=$(ls -d "$KF_RUN"/run/checkpoint-* | sed 's/.*checkpoint-//' | sort -n | tail -1)
 ck="$KF_RUN/run/checkpoint-$last"
