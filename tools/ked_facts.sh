@@ -5,8 +5,8 @@
 # Inputs (override with the environment): KF_COUNTERFACT, KF_WIKITEXT. See docs/training.md.
 set -e
 BUILD=${1:-build}
-KF_COUNTERFACT=${KF_COUNTERFACT:-/work/shared/data/easyedit/counterfact_portability_gpt4.json}
-KF_WIKITEXT=${KF_WIKITEXT:-/work/shared/corpora/wikitext2_raw_test.txt}
+KF_COUNTERFACT=${KF_COUNTERFACT:-data/counterfact_portability_gpt4.json}
+KF_WIKITEXT=${KF_WIKITEXT:-data/wikitext2_raw_test.txt}
 KF_RUN=${KF_RUN:-$BUILD/ked-facts}
 KF_THREADS=${KF_THREADS:-1}
 KF_OUT=${KF_OUT:-models/ked-facts}
