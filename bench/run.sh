@@ -215,4 +215,11 @@ if [ "${BENCH_7B:-1}" != 0 ] && [ -x "$B/bench_7b" ]; then
              "$(value l1_f32_layer_prefill_s "$S") vs $(value l1_bf16_layer_prefill_s "$S") s"
     fi
 fi
+# ==== training throughput (issue 6; bench/bench_train.c): tokens/s of ked train's step on a
+# ked-facts-shaped LLaMA and its share of the sgemm peak. BENCH_TRAIN=0 skips it.
+if [ "${BENCH_TRAIN:-1}" != 0 ] && [ -x "$B/bench_train" ]; then
+    echo
+    echo "== training (bench_train, $THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$B/bench_train" "$THREADS" 12 | tee "$B/train.log" || status=1
+fi
 exit $status
