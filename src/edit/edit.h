@@ -203,4 +203,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
                             const edit_case *cs, int n, int kind, const ked_edit_opts *o,
                             const float *z, ked_patch **out, ked_edit_info *info, ked_error *err);
 
+// edit_norm2: the Euclidean norm of x (n), accumulated in double (vstar.c)
+double edit_norm2(const float *x, int n);
+
 #endif

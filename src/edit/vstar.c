@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "edit/edit.h"
+#include "model/kernels.h"
 
 void vstar_result_free(vstar_result *r) {
     free(r->target_init);
@@ -27,21 +28,12 @@ void vstar_result_free(vstar_result *r) {
     r->target_init = r->delta = NULL;
 }
 
-static double norm2(const float *x, int n) {
+double edit_norm2(const float *x, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
     return sqrt(s);
 }
 
-// log_softmax of one row (V) into out, in double precision accumulation
-static void log_softmax(float *out, const float *z, int V) {
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-    double s = 0;
-    for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
-    double lse = mx + log(s);
-    for (int i = 0; i < V; i++) out[i] = (float)(z[i] - lse);
-}
 
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
                       int no_cache, const ked_edit_opts *o, vstar_result *res, ked_error *err) {
@@ -119,7 +111,7 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
         if ((st = ked_forward(m, r, ids, B, T, len, &fo, err))) goto done;
         if (it == 0) {
             memcpy(res->target_init, cap, sizeof(float) * C); // row 0, delta = 0
-            ti_norm = norm2(res->target_init, C);
+            ti_norm = edit_norm2(res->target_init, C);
         }
         float *logits = ked_run_logits(r, NULL), *dl = ked_run_dlogits(r);
         // nll over the template rows
@@ -127,7 +119,7 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
         float gs = 1.0f / ((float)nt * (float)n_rw);
         for (int k = 0; k < n_rw * nt; k++) {
             float *z = logits + (size_t)k * V, *dz = dl + (size_t)k * V;
-            log_softmax(lp, z, V);
+            log_softmax_row(lp, z, V);
             nll -= lp[tgt[k]];
             for (int v = 0; v < V; v++) dz[v] = expf(lp[v]) * gs;
             dz[tgt[k]] -= gs;
@@ -135,14 +127,14 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
         nll /= (double)nt * n_rw;
         // KL(p_now || p_init) at the KL row
         float *z = logits + (size_t)n_rw * nt * V, *dz = dl + (size_t)n_rw * nt * V;
-        log_softmax(lp, z, V);
+        log_softmax_row(lp, z, V);
         if (it == 0) memcpy(kl_init, lp, sizeof(float) * V);
         double kl = 0;
         for (int v = 0; v < V; v++) kl += exp((double)lp[v]) * ((double)lp[v] - kl_init[v]);
         for (int v = 0; v < V; v++)
             dz[v] = (float)(hp->kl_factor * exp((double)lp[v]) * (((double)lp[v] - kl_init[v]) - kl));
         kl *= hp->kl_factor;
-        double dn = norm2(res->delta, C);
+        double dn = edit_norm2(res->delta, C);
         double wd = ti_norm > 0 ? hp->v_weight_decay * dn / (ti_norm * ti_norm) : 0;
         float loss = (float)(nll + kl + wd);
         if (it < 256) res->loss[it] = loss;
@@ -161,7 +153,7 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
                 g[j] += (float)(hp->v_weight_decay * res->delta[j] / (dn * ti_norm * ti_norm));
         }
         edit_adam_step(&adam, res->delta, g);
-        double max_norm = hp->clamp_norm_factor * ti_norm, nn = norm2(res->delta, C);
+        double max_norm = hp->clamp_norm_factor * ti_norm, nn = edit_norm2(res->delta, C);
         if (nn > max_norm) {
             for (int j = 0; j < C; j++) res->delta[j] = res->delta[j] * (float)max_norm / (float)nn;
         }

@@ -11,21 +11,8 @@
 #include <string.h>
 
 #include "edit/edit.h"
+#include "model/kernels.h"
 
-static double norm2(const float *x, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return sqrt(s);
-}
-
-static void log_softmax(float *out, const float *z, int V) {
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-    double s = 0;
-    for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
-    double lse = mx + log(s);
-    for (int i = 0; i < V; i++) out[i] = (float)(z[i] - lse);
-}
 
 ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                             int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err) {
@@ -138,7 +125,7 @@ ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case
             int nt = c->n_target, nr = c->n_ctx, k0 = lg0[j];
             if (it == 0) {
                 memcpy(res[j].target_init, cap + (size_t)row0[j] * C, sizeof(float) * C);
-                ti_norm[j] = norm2(res[j].target_init, C);
+                ti_norm[j] = edit_norm2(res[j].target_init, C);
             }
             if (done_j[j]) continue;
             double nll = 0;
@@ -146,7 +133,7 @@ ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case
             for (int q = 0; q < nr * nt; q++) {
                 float *z = logits + (size_t)(k0 + q) * V, *dz = dl + (size_t)(k0 + q) * V;
                 int tg = c->target[q % nt];
-                log_softmax(lp, z, V);
+                log_softmax_row(lp, z, V);
                 nll -= lp[tg];
                 for (int v = 0; v < V; v++) dz[v] = expf(lp[v]) * gs;
                 dz[tg] -= gs;
@@ -154,14 +141,14 @@ ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case
             nll /= (double)nt * nr;
             float *z = logits + (size_t)(k0 + nr * nt) * V, *dz = dl + (size_t)(k0 + nr * nt) * V;
             float *kli = kl_init + (size_t)j * V;
-            log_softmax(lp, z, V);
+            log_softmax_row(lp, z, V);
             if (it == 0) memcpy(kli, lp, sizeof(float) * V);
             double kl = 0;
             for (int v = 0; v < V; v++) kl += exp((double)lp[v]) * ((double)lp[v] - kli[v]);
             for (int v = 0; v < V; v++)
                 dz[v] = (float)(hp->kl_factor * exp((double)lp[v]) * (((double)lp[v] - kli[v]) - kl));
             kl *= hp->kl_factor;
-            double dn = norm2(res[j].delta, C);
+            double dn = edit_norm2(res[j].delta, C);
             double wd = ti_norm[j] > 0 ? hp->v_weight_decay * dn / (ti_norm[j] * ti_norm[j]) : 0;
             float loss = (float)(nll + kl + wd);
             if (it < 256) res[j].loss[it] = loss;
@@ -182,7 +169,7 @@ ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case
         if ((st = ked_backward(m, r, err))) goto done;
         for (int j = 0; j < n; j++) {
             if (done_j[j]) continue;
-            double dn = norm2(res[j].delta, C);
+            double dn = edit_norm2(res[j].delta, C);
             for (int x = 0; x < C; x++) {
                 double s = 0;
                 for (int i = 0; i <= cs[j].n_ctx; i++) s += grad[(size_t)(row0[j] + i) * C + x];
@@ -191,7 +178,7 @@ ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case
                     g[x] += (float)(hp->v_weight_decay * res[j].delta[x] / (dn * ti_norm[j] * ti_norm[j]));
             }
             edit_adam_step(&adam[j], res[j].delta, g);
-            double max_norm = hp->clamp_norm_factor * ti_norm[j], nn = norm2(res[j].delta, C);
+            double max_norm = hp->clamp_norm_factor * ti_norm[j], nn = edit_norm2(res[j].delta, C);
             if (nn > max_norm)
                 for (int x = 0; x < C; x++) res[j].delta[x] = res[j].delta[x] * (float)max_norm / (float)nn;
         }
