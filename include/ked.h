@@ -253,6 +253,18 @@ typedef struct ked_run ked_run;
 // allocate afterwards.
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err);
+// The same with everything that sizes a run (ked_run_new(m, B, T, S, bw) is
+// ked_run_new_opts(m, &(ked_run_opts){B, T, S, bw, 0, 0})):
+typedef struct {
+    int B, T, S;           // rows, positions per forward, key/value cache positions (S >= T)
+    int backward;          // keep what ked_backward needs
+    int max_logits;        // logit rows one forward may ask for (0: B*T); the logit buffers are
+                           // (max_logits, V), the largest of a run on a big vocabulary
+    int backward_from;     // > 0: ked_backward never goes below this layer (hooks, parameters),
+                           // so the layers under it keep no activations of their own
+} ked_run_opts;
+ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run **out,
+                            ked_error *err);
 void ked_run_free(ked_run *r);
 size_t ked_run_bytes(const ked_run *r);
 
@@ -266,13 +278,20 @@ typedef struct {
     const int *logit_idx;  // compute logits only at these flattened b*T+t indices (NULL: all)
     int n_logit;
     int pos0;              // position of the first token (> 0 only for incremental decoding)
+    const int *row_pos0;   // (B) or NULL: the position of row b's first token (overrides pos0).
+                           // Positions before it are read from the run's key/value cache (what
+                           // earlier forwards of this run wrote there) and are constants: the
+                           // backward sends no gradient into them. Then len[b] may be 0.
 } ked_forward_opts;
 ked_forward_opts ked_forward_defaults(void);
 
 // ked_forward: run the decoder on ids (B, T) (row b valid for its first len[b] tokens; len may
-// be NULL for all T; right padding never changes a valid position's result). With pos0 > 0 the
-// tokens continue the sequence held in the run's key/value cache (incremental decoding; then
-// every row has the same length). Logits are left in the run: ked_run_logits.
+// be NULL for all T; right padding never changes a valid position's result). With pos0 > 0 (or
+// row_pos0) the tokens continue the sequences held in the run's key/value cache: incremental
+// decoding, chunked prefill, or recomputing only the tail of each row (a v* step recomputes the
+// positions from the subject on). A run made for backward with S == T keeps its cache packed per
+// forward and takes no positions before 0; give it S > T for that. Logits are left in the run:
+// ked_run_logits.
 ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, int T,
                        const int *len, const ked_forward_opts *opts, ked_error *err);
 // ked_run_logits: (n_logit, V) logits of the last forward (n_logit = B*T when opts.logit_idx
@@ -691,8 +710,10 @@ ked_status ked_ngram_entropy(const char *text, double *out, ked_error *err);
 // ---- a whole evaluation run (single, sequential or batch), resumable from its output file
 typedef struct {
     int done, total;          // cases finished, cases in all
-    const char *phase;        // "pre", "edit", "post_final"
+    const char *phase;        // "pre", "edit", "replay", "post_final"
     double elapsed_s, edits_per_s, eta_s;
+    const char *table;        // with batch > 1, after each batch: the summary table of the
+                              // cases so far (valid during the call); else NULL
 } ked_eval_progress;
 
 typedef struct {
@@ -700,7 +721,8 @@ typedef struct {
     const ked_hparams *hp;    // the method's hyperparameters (unused for "none")
     int n, offset;            // cases offset .. offset+n-1 of the dataset (n <= 0: to the end)
     int sequential;           // edits accumulate (post after each edit or batch, post_final at the end)
-    int batch;                // B >= 1 requests edited one after another, then evaluated together
+    int batch;                // B >= 1 requests edited, then evaluated together: one joint edit
+                              // (ked_edit_batch) for memit, emmet, alphaedit; else one after another
     uint64_t seed;            // context templates and fluency sampling
     int fluency;              // 1: fluency (n-gram entropy of a 100-token top-k 5 generation)
     int fluency_len;          // total tokens of the generation, prompt included (EasyEdit: 100)
@@ -710,6 +732,7 @@ typedef struct {
                               // file from an interrupted run of the same settings is resumed
     const char *model_name;   // recorded in the file (checked on resume); NULL: the model path
     const char *data_name;    // likewise, the data file
+    const ked_stats_opts *stats; // second-moment statistics when not cached (NULL: cache only)
     void (*on_progress)(const ked_eval_progress *p, void *user);
     void *user;
 } ked_eval_opts;

@@ -111,7 +111,8 @@ static void test_sequential(void) {
     edit_templates_free(tmpl, n_tmpl);
 }
 
-// v* with the layers below the edit cached (start_layer) equals the uncached run
+// v* computed on each row's window (positions from the lookup token on, above the edited layer,
+// the prefix from the key/value cache) equals the reference path that recomputes everything
 static void test_vstar_cache(void) {
     ked_error err;
     ked_hparams hp;
@@ -132,9 +133,15 @@ static void test_vstar_cache(void) {
     double t2 = ked_time_s();
     int C = ked_model_config(m)->d_model;
     float d = test_maxdiff(a.delta, b.delta, (size_t)C, NULL);
-    printf("  v* at layer 3, 10 steps: cached %.3f s, uncached %.3f s, max |delta diff| %g, "
-           "losses %.6f vs %.6f\n", t1 - t0, t2 - t1, d, a.loss[a.n_steps - 1], b.loss[b.n_steps - 1]);
-    CHECK(d == 0.0f, "cached and uncached v* differ by %g", d);
+    float mx = 0;
+    for (int x = 0; x < C; x++) mx = fmaxf(mx, fabsf(b.delta[x]));
+    printf("  v* at layer 3, 10 steps: windows %.3f s, full %.3f s, max |delta diff| %g (|delta| "
+           "max %g), losses %.6f vs %.6f\n", t1 - t0, t2 - t1, d, mx, a.loss[a.n_steps - 1],
+           b.loss[b.n_steps - 1]);
+    CHECK(d <= 1e-4f * mx, "windowed and full v* differ by %g", d);
+    for (int s = 0; s < a.n_steps; s++)
+        CHECK(fabsf(a.loss[s] - b.loss[s]) <= 1e-5f * fabsf(b.loss[s]), "step %d loss %g vs %g", s,
+              a.loss[s], b.loss[s]);
     CHECK(a.n_steps == b.n_steps, "steps %d vs %d", a.n_steps, b.n_steps);
     vstar_result_free(&a);
     vstar_result_free(&b);

@@ -46,6 +46,95 @@ static float rel_err(const float *a, const float *b, size_t n, float *absmax) {
     return m / (s > 1e-6f ? s : 1e-6f);
 }
 
+
+// Row windows (ked_forward_opts.row_pos0): each row's prefix run in chunks into the key/value
+// cache, then only its tail (from p0[b]) with a hook in it: the logits of the tail and the hook's
+// gradient equal those of the full forward, with the same loss gradient on the tail's logits.
+static void test_row_windows(ked_model *m, const int *ids, const int *lens, int B, int T,
+                             const ked_hook *hook_full) {
+    const ked_config *c = ked_model_config(m);
+    int V = c->vocab, F = c->d_ff, hr = hook_full->row[0], hp = hook_full->pos[0];
+    ked_error err;
+    int p0[2], Tw = 0;
+    for (int b = 0; b < B; b++) {
+        p0[b] = b == hr ? hp : (lens[b] > 2 ? 2 : lens[b] - 1);
+        if (lens[b] - p0[b] > Tw) Tw = lens[b] - p0[b];
+    }
+    // the full forward, loss gradient = a fixed pattern on the tails' logits only
+    ked_run *rf = NULL, *rw = NULL;
+    CHECK_OK(ked_run_new(m, B, T, T, 1, &rf, &err), &err);
+    float gf[1024], gw[1024];
+    ked_hook hf = *hook_full;
+    hf.capture = NULL; hf.grad = gf;
+    ked_forward_opts o = ked_forward_defaults();
+    o.hooks = &hf; o.n_hooks = 1;
+    CHECK_OK(ked_forward(m, rf, ids, B, T, lens, &o, &err), &err);
+    float *lf = ked_run_logits(rf, NULL), *dlf = ked_run_dlogits(rf);
+    memset(dlf, 0, sizeof(float) * (size_t)B * T * V);
+    for (int b = 0; b < B; b++)
+        for (int t = p0[b]; t < lens[b]; t++)
+            for (int v = 0; v < V; v++)
+                dlf[((size_t)b * T + t) * V + v] = (float)((b * 7 + t * 3 + v) % 11 - 5) * 0.01f;
+    CHECK_OK(ked_backward(m, rf, &err), &err);
+
+    // windows: prefix chunks of Tw, then the tails
+    CHECK_OK(ked_run_new(m, B, Tw, T + 1, 1, &rw, &err), &err);
+    int wid[64], wlen[2], wp0[2];
+    for (int c0 = 0; c0 < T; c0 += Tw) {
+        int any = 0;
+        for (int b = 0; b < B; b++) {
+            int left = p0[b] - c0;
+            wlen[b] = left < 0 ? 0 : left > Tw ? Tw : left;
+            wp0[b] = c0 < p0[b] ? c0 : p0[b];
+            for (int t = 0; t < Tw; t++) wid[b * Tw + t] = t < wlen[b] ? ids[b * T + c0 + t] : 0;
+            any |= wlen[b] > 0;
+        }
+        if (!any) break;
+        ked_forward_opts po = ked_forward_defaults();
+        po.row_pos0 = wp0; po.logit_idx = wlen; po.n_logit = 0;
+        CHECK_OK(ked_forward(m, rw, wid, B, Tw, wlen, &po, &err), &err);
+    }
+    for (int b = 0; b < B; b++) {
+        wlen[b] = lens[b] - p0[b];
+        for (int t = 0; t < Tw; t++) wid[b * Tw + t] = t < wlen[b] ? ids[b * T + p0[b] + t] : 0;
+    }
+    int hrow = hr, hpos = 0;
+    ked_hook hw = hf;
+    hw.row = &hrow; hw.pos = &hpos; hw.grad = gw;
+    o.row_pos0 = p0;
+    o.hooks = &hw;
+    o.cache_layer = hw.layer;
+    CHECK_OK(ked_forward(m, rw, wid, B, Tw, wlen, &o, &err), &err);
+    o.cache_layer = -1; o.start_layer = hw.layer; // again from the hook's layer: same logits
+    if (hw.layer > 0) CHECK_OK(ked_forward(m, rw, wid, B, Tw, wlen, &o, &err), &err);
+    float *lw = ked_run_logits(rw, NULL), *dlw = ked_run_dlogits(rw), worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < wlen[b]; t++) {
+            const float *a = lw + ((size_t)b * Tw + t) * V, *e = lf + ((size_t)b * T + p0[b] + t) * V;
+            for (int v = 0; v < V; v++) worst = fmaxf(worst, fabsf(a[v] - e[v]));
+            memcpy(dlw + ((size_t)b * Tw + t) * V, dlf + ((size_t)b * T + p0[b] + t) * V, sizeof(float) * V);
+        }
+    CHECK_OK(ked_backward(m, rw, &err), &err);
+    float gmax = 0;
+    for (int x = 0; x < F; x++) gmax = fmaxf(gmax, fabsf(gf[x]));
+    float gd = test_maxdiff(gf, gw, (size_t)F, NULL);
+    printf("  row windows (starts %d, %d; width %d): logits max diff %.3g, hook grad max diff %.3g "
+           "(of %.3g)\n", p0[0], p0[1], Tw, worst, gd, gmax);
+    CHECK(worst < 2e-5f, "windowed logits differ by %g", worst);
+    CHECK(gd <= 1e-4f * gmax + 1e-7f, "windowed hook gradient differs by %g", gd);
+    // a row may not start beyond what its cache holds
+    int bad[2] = {p0[0] + 1, p0[1] + 1};
+    ked_forward_opts ob = ked_forward_defaults();
+    ob.row_pos0 = bad;
+    ked_run *fresh = NULL;
+    CHECK_OK(ked_run_new(m, B, Tw, T + 1, 0, &fresh, &err), &err);
+    CHECK(ked_forward(m, fresh, wid, B, Tw, wlen, &ob, &err) != KED_OK &&
+              strstr(err.msg, "cache holds"), "a row past its cache: %s", err.msg);
+    ked_run_free(fresh);
+    ked_run_free(rf);
+    ked_run_free(rw);
+}
+
 static void test_model(const char *dir) {
     char path[512];
     ked_error err;
@@ -162,6 +251,8 @@ static void test_model(const char *dir) {
     printf("  kl          %.6g vs %.6g, hook grad relative diff %.3g\n", kl, want_kl[0], e3);
     CHECK(fabsf(kl - want_kl[0]) < 1e-5f + 1e-3f * want_kl[0], "kl %g vs %g", kl, want_kl[0]);
     CHECK(e3 < 5e-3f, "KL hook gradient differs: %g", e3);
+
+    test_row_windows(m, ids, lens, B, T, &hooks[0]);
 
     // no hooks: logits_nohook; and row 1 alone (no padding) equals row 1 of the padded batch
     CHECK_OK(ked_forward(m, r, ids, B, T, lens, NULL, &err), &err);

@@ -145,15 +145,29 @@ typedef struct {
     float loss[256];
     float nll_last, kl_last;
 } vstar_result;
-// edit_vstar: EasyEdit's compute_v (easyedit-reference.md §2.0) at hp->v_point of `layer`.
-// no_cache: recompute the layers below `layer` every step (for the equality test).
+// what else a v* run does or hands back (all optional)
+typedef struct {
+    int full;                 // recompute every position of every row at every step from layer 0
+                              // (the reference path; the default recomputes only each row's
+                              // positions from its lookup token on, above `layer`)
+    float *key_mean;          // (n, F): per request, the mean over its template rows of mlp_key
+                              // at `layer` at the lookup token (ROME's k*), from the first forward
+    float *key_row0;          // (n, F): mlp_key at `layer` at ctx[0]'s lookup token
+    float *value_mean;        // (n, C): the mean over the template rows of hp->v_point at the
+                              // lookup token before any delta (R-ROME's v0 when it is mlp_out)
+} vstar_opts;
+// edit_vstar_run: EasyEdit's compute_v / compute_z (easyedit-reference.md §2.0) at hp->v_point of
+// `layer` for n requests at once: one forward/backward per step over all their rows, a delta,
+// Adam state and early stop per request; res (n). vo may be NULL.
+ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                          int layer, const vstar_opts *vo, const ked_edit_opts *o,
+                          vstar_result *res, ked_error *err);
+// edit_vstar: one request (full as in vstar_opts); edit_vstar_batch: n requests, vo NULL
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
-                      int no_cache, const ked_edit_opts *o, vstar_result *res, ked_error *err);
-void vstar_result_free(vstar_result *r);
-// edit_vstar_batch: edit_vstar for n cases at once (zbatch.c): one forward/backward per step over
-// all their rows, a delta, Adam state and early stop per case; res (n)
+                      int full, const ked_edit_opts *o, vstar_result *res, ked_error *err);
 ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                             int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err);
+void vstar_result_free(vstar_result *r);
 
 /* ---- methods ------------------------------------------------------------------------------------- */
 

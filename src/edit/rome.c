@@ -23,6 +23,10 @@ void rome_trace_free(rome_trace *t) {
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
+static int seq_equal(const edit_seq *a, const edit_seq *b) {
+    return a->n == b->n && a->lookup == b->lookup && !memcmp(a->ids, b->ids, sizeof(int) * (size_t)a->n);
+}
+
 ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *c, int rrome,
                           const ked_edit_opts *o, ked_patch **out, rome_trace *trace,
                           ked_edit_info *info, ked_error *err) {
@@ -58,8 +62,12 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
     }
     for (int li = 0; li < hp->n_layers; li++) {
         int L = layers[li];
-        // k*, u
-        if ((st = edit_mean_at(m, c->ctx, c->n_ctx, L, KED_HOOK_MLP_KEY, kstar, err))) goto done;
+        // v*; its first forward also hands back k* and, when ctx[0] is the bare prompt (the "{}"
+        // template), ROME's k0 and v0 (R-ROME's are the template means, which it has too)
+        vstar_result_free(&vs);
+        vstar_opts vo = {0, kstar, k0, rrome ? v0 : NULL};
+        if ((st = edit_vstar_run(m, hp, c, 1, L, &vo, o, &vs, err))) goto done;
+        for (int j = 0; j < C; j++) vstar[j] = vs.target_init[j] + vs.delta[j];
         double kn = 0;
         for (int j = 0; j < F; j++) kn += (double)kstar[j] * kstar[j];
         kn = sqrt(kn);
@@ -69,14 +77,10 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
         } else {
             for (int j = 0; j < F; j++) u[j] = kstar[j] / (float)kn;
         }
-        // v*
-        vstar_result_free(&vs);
-        if ((st = edit_vstar(m, hp, c, L, 0, o, &vs, err))) goto done;
-        for (int j = 0; j < C; j++) vstar[j] = vs.target_init[j] + vs.delta[j];
-        // k0, v0
         if (rrome) {
-            if ((st = edit_mean_at(m, c->ctx, c->n_ctx, L, KED_HOOK_MLP_KEY, k0, err))) goto done;
-            if ((st = edit_mean_at(m, c->ctx, c->n_ctx, L, KED_HOOK_MLP_OUT, v0, err))) goto done;
+            memcpy(k0, kstar, sizeof(float) * (size_t)F);
+        } else if (seq_equal(&c->bare, &c->ctx[0]) && hp->v_point == KED_HOOK_MLP_OUT) {
+            memcpy(v0, vs.target_init, sizeof(float) * (size_t)C); // k0: key_row0 above
         } else {
             ked_hook_point pts[2] = {KED_HOOK_MLP_KEY, KED_HOOK_MLP_OUT};
             float *outs[2] = {k0, v0};

@@ -1,20 +1,33 @@
-// vstar.c: the v* optimisation of ROME (EasyEdit compute_v, easyedit-reference.md §2.0).
+// vstar.c: the v* / z optimisation of ROME and MEMIT (EasyEdit compute_v / compute_z,
+// easyedit-reference.md §2.0) for one request or a batch of them.
 //
-// One batch: a row per context template (the template formatted with the prompt, then the
-// target's ids but the last: teacher forcing) and a last row "{subject} is a". A vector delta (C)
-// is added at hook point hp->v_point (ROME: mlp_out) of `layer` at every row's lookup token.
-//     nll  = mean over template rows of  -(1/|target|) sum_j log p(target_j | row, prefix)
+// Each request j contributes rows: one per context template (the template formatted with the
+// prompt, then the target's ids but the last: teacher forcing) and a last row "{subject} is a".
+// A vector delta_j (C) is added at hook point hp->v_point of `layer` at each of its rows' lookup
+// token. Per request:
+//     nll  = mean over template rows of  -(1/|target|) sum_t log p(target_t | row, prefix)
 //     kl   = kl_factor * KL(p_now || p_init) of the next-token distribution at the KL row's
 //            lookup token (p_init: the first step's, i.e. without delta)
 //     wd   = v_weight_decay * ||delta|| / ||target_init||^2      (a norm, not its square)
-//     loss = nll + kl + wd; stop when loss < 5e-2 or at the last step (no step taken then);
-//     otherwise Adam(lr v_lr) on delta, then delta is scaled back into the ball of radius
-//     clamp_norm_factor * ||target_init||.
-// target_init is the activation at row 0's lookup token on the first forward.
+//     loss = nll + kl + wd; the request is done when loss < 5e-2 or at the last step (no step
+//     taken then); otherwise Adam(lr v_lr) on delta, then delta is scaled back into the ball of
+//     radius clamp_norm_factor * ||target_init||.
+// target_init is the activation at the request's first row's lookup token on the first forward.
+// The requests' rows never interact (separate rows, a delta each, the gradient of the summed
+// loss with respect to delta_j is that of request j's loss), so a batch computes what each
+// request computes alone (EasyEdit runs them one after another), in one batch shape.
 //
-// Cost: the layers below `layer` never change, so the first forward keeps the residual
-// entering `layer` (cache_layer) and every later one starts there (start_layer). Logits are
-// computed only at the rows the loss reads (logit_idx): |target| per template row + 1.
+// Cost. Nothing below `layer` depends on delta, and nothing at positions before a row's lookup
+// token does either (attention is causal). So each row is split at its lookup token:
+//   - its prefix (positions 0 .. lookup-1) runs once, all layers, in chunks of the window's
+//     width, filling the run's key/value cache (ked_forward_opts.row_pos0: chunked prefill);
+//   - its window (lookup .. end) is what every step computes: the first step through all layers
+//     (keeping the residual entering `layer`: cache_layer), later steps from `layer` on
+//     (start_layer), attending to the cached prefix; the backward stops at `layer` and sends
+//     nothing into the cached positions (they are constants).
+// Logits are computed only where the loss reads them (logit_idx): |target| per template row + 1.
+// vstar_opts.full recomputes every position of every row at every step from layer 0 (the
+// reference path the tests compare with).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,135 +47,315 @@ double edit_norm2(const float *x, int n) {
     return sqrt(s);
 }
 
+// the rows of a batch of requests: tokens of the whole row, where its window starts, its length
+typedef struct {
+    int B, Tw, Tp, S;          // rows, window width, longest prefix, cache positions
+    int *row0;                 // (n) first row of request j
+    int *lg0;                  // (n) first logit row of request j
+    int *p0, *wlen;            // (B) window start (the lookup token, or 0 when full), its length
+    int *site;                 // (B) the lookup token's position within the window
+    const int **tok;           // (B) the row's tokens but the teacher-forced target
+    int *ntok;                 // (B) how many of those
+    int n_logit;
+    int *lidx;                 // (n_logit) window-relative logit rows b*Tw + t
+    int *ids;                  // (B, Tw) window tokens
+    int *len;                  // (B) = wlen
+} vrows;
 
-ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
-                      int no_cache, const ked_edit_opts *o, vstar_result *res, ked_error *err) {
+static void vrows_free(vrows *v) {
+    free(v->row0); free(v->lg0); free(v->p0); free(v->wlen); free(v->site); free(v->tok);
+    free(v->ntok); free(v->lidx); free(v->ids); free(v->len);
+}
+
+// token t of row b: the row's own tokens, then the target's (teacher forcing)
+static int row_token(const vrows *v, const edit_case *c, int b, int t) {
+    return t < v->ntok[b] ? v->tok[b][t] : c->target[t - v->ntok[b]];
+}
+
+static ked_status vrows_build(const ked_config *cfg, const edit_case *cs, int n, int full,
+                              vrows *v, ked_error *err) {
+    memset(v, 0, sizeof *v);
+    for (int j = 0; j < n; j++) {
+        if (cs[j].n_ctx < 1 || cs[j].n_target < 1)
+            return ked_fail(err, KED_ERR_ARG, "v*: request %d needs a template and a target token", j);
+        v->B += cs[j].n_ctx + 1;
+        v->n_logit += cs[j].n_ctx * cs[j].n_target + 1;
+    }
+    int B = v->B;
+    v->row0 = ked_malloc(sizeof(int) * (size_t)n, "v* rows", err);
+    v->lg0 = ked_malloc(sizeof(int) * (size_t)n, "v* rows", err);
+    v->p0 = ked_malloc(sizeof(int) * (size_t)B, "v* rows", err);
+    v->wlen = ked_malloc(sizeof(int) * (size_t)B, "v* rows", err);
+    v->site = ked_malloc(sizeof(int) * (size_t)B, "v* rows", err);
+    v->tok = ked_malloc(sizeof(int *) * (size_t)B, "v* rows", err);
+    v->ntok = ked_malloc(sizeof(int) * (size_t)B, "v* rows", err);
+    v->lidx = ked_malloc(sizeof(int) * (size_t)v->n_logit, "v* rows", err);
+    v->len = ked_malloc(sizeof(int) * (size_t)B, "v* rows", err);
+    if (!v->row0 || !v->lg0 || !v->p0 || !v->wlen || !v->site || !v->tok || !v->ntok || !v->lidx ||
+        !v->len)
+        return KED_ERR_NOMEM;
+    int longest = 0;
+    for (int j = 0, b = 0; j < n; j++) {
+        const edit_case *c = &cs[j];
+        v->row0[j] = b;
+        for (int i = 0; i <= c->n_ctx; i++, b++) {
+            const edit_seq *sq = i < c->n_ctx ? &c->ctx[i] : &c->kl;
+            int whole = i < c->n_ctx ? sq->n + c->n_target - 1 : sq->n;
+            if (sq->lookup < 0 || sq->lookup >= sq->n)
+                return ked_fail(err, KED_ERR_ARG, "v*: request %d row %d: lookup token %d outside "
+                                "its %d tokens", j, i, sq->lookup, sq->n);
+            v->tok[b] = sq->ids;
+            v->ntok[b] = sq->n;
+            // the KL row's loss reads only its lookup token: its window ends there
+            int end = full ? whole : i < c->n_ctx ? whole : sq->lookup + 1;
+            v->p0[b] = full ? 0 : sq->lookup;
+            v->wlen[b] = end - v->p0[b];
+            v->site[b] = sq->lookup - v->p0[b];
+            if (v->wlen[b] > v->Tw) v->Tw = v->wlen[b];
+            if (v->p0[b] > v->Tp) v->Tp = v->p0[b];
+            if (end > longest) longest = end;
+        }
+    }
+    if (longest > cfg->max_pos && cfg->pos == KED_POS_LEARNED)
+        return ked_fail(err, KED_ERR_ARG, "v*: %d tokens exceed the model's %d positions", longest,
+                        cfg->max_pos);
+    // a run made for backward continues rows only when S > T
+    v->S = v->Tp > 0 && longest <= v->Tw ? v->Tw + 1 : longest;
+    if (v->Tp > 0 && cfg->pos == KED_POS_LEARNED && v->S > cfg->max_pos) v->S = cfg->max_pos;
+    v->ids = ked_malloc(sizeof(int) * (size_t)B * v->Tw, "v* rows", err);
+    if (!v->ids) return KED_ERR_NOMEM;
+    for (int j = 0, k = 0; j < n; j++) {
+        const edit_case *c = &cs[j];
+        v->lg0[j] = k;
+        for (int i = 0; i <= c->n_ctx; i++) {
+            int b = v->row0[j] + i;
+            for (int t = 0; t < v->Tw; t++)
+                v->ids[(size_t)b * v->Tw + t] =
+                    t < v->wlen[b] ? row_token(v, c, b, v->p0[b] + t) : v->tok[b][0];
+            v->len[b] = v->wlen[b];
+            if (i < c->n_ctx)
+                for (int t = 0; t < c->n_target; t++)
+                    v->lidx[k++] = b * v->Tw + c->ctx[i].n - 1 + t - v->p0[b];
+            else
+                v->lidx[k++] = b * v->Tw + v->site[b];
+        }
+    }
+    return KED_OK;
+}
+
+// the prefixes (positions 0 .. p0-1 of each row) through every layer, in chunks of Tw positions,
+// into the run's key/value cache
+static ked_status vrows_prefill(const ked_model *m, ked_run *r, const vrows *v, const edit_case *cs,
+                                int n, ked_error *err) {
+    int B = v->B, Tw = v->Tw;
+    int *ids = ked_malloc(sizeof(int) * (size_t)B * Tw, "v* prefill", err);
+    int *len = ked_malloc(sizeof(int) * (size_t)B, "v* prefill", err);
+    int *p0 = ked_malloc(sizeof(int) * (size_t)B, "v* prefill", err);
+    ked_status st = KED_OK;
+    if (!ids || !len || !p0) { st = KED_ERR_NOMEM; goto done; }
+    for (int c0 = 0; c0 < v->Tp; c0 += Tw) {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i <= cs[j].n_ctx; i++) {
+                int b = v->row0[j] + i, left = v->p0[b] - c0;
+                len[b] = left < 0 ? 0 : left > Tw ? Tw : left;
+                p0[b] = c0 < v->p0[b] ? c0 : v->p0[b];
+                for (int t = 0; t < Tw; t++)
+                    ids[(size_t)b * Tw + t] = t < len[b] ? v->tok[b][c0 + t] : v->tok[b][0];
+            }
+        ked_forward_opts fo = ked_forward_defaults();
+        fo.row_pos0 = p0;
+        fo.logit_idx = len; // any pointer: no logit rows
+        fo.n_logit = 0;
+        if ((st = ked_forward(m, r, ids, B, Tw, len, &fo, err))) goto done;
+    }
+done:
+    free(ids); free(len); free(p0);
+    return st;
+}
+
+// request j's loss at this step, its gradient into dlogits; returns the loss
+static float vstar_loss(const ked_hparams *hp, const edit_case *c, const float *logits, float *dl,
+                        int V, float *kl_init, int first, const float *delta, int C,
+                        double ti_norm, float *lp, vstar_result *res) {
+    int nt = c->n_target, nr = c->n_ctx;
+    double nll = 0;
+    float gs = 1.0f / ((float)nt * (float)nr);
+    for (int q = 0; q < nr * nt; q++) {
+        const float *z = logits + (size_t)q * V;
+        float *dz = dl + (size_t)q * V;
+        int tg = c->target[q % nt];
+        log_softmax_row(lp, z, V);
+        nll -= lp[tg];
+        for (int v = 0; v < V; v++) dz[v] = expf(lp[v]) * gs;
+        dz[tg] -= gs;
+    }
+    nll /= (double)nt * nr;
+    // KL(p_now || p_init) at the KL row
+    const float *z = logits + (size_t)nr * nt * V;
+    float *dz = dl + (size_t)nr * nt * V;
+    log_softmax_row(lp, z, V);
+    if (first) memcpy(kl_init, lp, sizeof(float) * V);
+    double kl = 0;
+    for (int v = 0; v < V; v++) kl += exp((double)lp[v]) * ((double)lp[v] - kl_init[v]);
+    for (int v = 0; v < V; v++)
+        dz[v] = (float)(hp->kl_factor * exp((double)lp[v]) * (((double)lp[v] - kl_init[v]) - kl));
+    kl *= hp->kl_factor;
+    double dn = edit_norm2(delta, C);
+    double wd = ti_norm > 0 ? hp->v_weight_decay * dn / (ti_norm * ti_norm) : 0;
+    res->nll_last = (float)nll;
+    res->kl_last = (float)kl;
+    return (float)(nll + kl + wd);
+}
+
+ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                          int layer, const vstar_opts *vo, const ked_edit_opts *o,
+                          vstar_result *res, ked_error *err) {
     const ked_config *cfg = ked_model_config(m);
-    int C = cfg->d_model, V = cfg->vocab, n_rw = c->n_ctx, B = n_rw + 1, nt = c->n_target;
-    memset(res, 0, sizeof *res);
+    int C = cfg->d_model, V = cfg->vocab, F = cfg->d_ff;
+    int full = vo && vo->full;
+    memset(res, 0, sizeof *res * (size_t)n);
     if (layer < 0 || layer >= cfg->n_layer)
         return ked_fail(err, KED_ERR_ARG, "edit layer %d outside the model's layers 0..%d", layer,
                         cfg->n_layer - 1);
     if (hp->v_num_grad_steps < 1)
         return ked_fail(err, KED_ERR_ARG, "%s: v_num_grad_steps %d must be at least 1", hp->source,
                         hp->v_num_grad_steps);
-    if (n_rw < 1 || nt < 1)
-        return ked_fail(err, KED_ERR_ARG, "v*: needs at least one template and one target token");
     if (hook_width(cfg, hp->v_point) != C)
         return ked_fail(err, KED_ERR_ARG, "v*: hook point %s is not d_model wide",
                         ked_hook_point_name(hp->v_point));
-
-    // the batch: template rows + target[:-1], then the KL row
-    edit_seq *seqs = ked_malloc(sizeof *seqs * (size_t)B, "v* batch", err);
-    int *extra = ked_calloc((size_t)B, sizeof(int), "v* batch", err);
-    int *ids = NULL, *len = NULL, T = 0, n_logit = n_rw * nt + 1;
+    if (n < 1) return ked_fail(err, KED_ERR_ARG, "v*: no requests");
+    vrows v;
+    ked_status st = vrows_build(cfg, cs, n, full, &v, err);
+    int B = v.B;
     int *row = ked_malloc(sizeof(int) * (size_t)B, "v* batch", err);
-    int *pos = ked_malloc(sizeof(int) * (size_t)B, "v* batch", err);
-    int *lidx = ked_malloc(sizeof(int) * (size_t)n_logit, "v* batch", err);
-    int *tgt = ked_malloc(sizeof(int) * (size_t)n_logit, "v* batch", err);
     float *add = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
     float *cap = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
     float *grad = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
+    float *keys = (vo && (vo->key_mean || vo->key_row0))
+                      ? ked_calloc((size_t)B * F, sizeof(float), "v* keys", err) : NULL;
     float *g = ked_calloc((size_t)C, sizeof(float), "v* batch", err);
-    float *kl_init = ked_malloc(sizeof(float) * (size_t)V, "v* batch", err);
+    float *kl_init = ked_malloc(sizeof(float) * (size_t)V * n, "v* batch", err);
     float *lp = ked_malloc(sizeof(float) * (size_t)V, "v* batch", err);
-    res->target_init = ked_calloc((size_t)C, sizeof(float), "v*", err);
-    res->delta = ked_calloc((size_t)C, sizeof(float), "v*", err);
+    double *ti_norm = ked_calloc((size_t)n, sizeof(double), "v* batch", err);
+    int *done_j = ked_calloc((size_t)n, sizeof(int), "v* batch", err);
+    edit_adam *adam = ked_calloc((size_t)n, sizeof *adam, "v* batch", err);
     ked_run *r = NULL;
-    edit_adam adam = {0};
-    ked_status st = KED_OK;
-    if (!seqs || !extra || !row || !pos || !lidx || !tgt || !add || !cap || !grad || !g ||
-        !kl_init || !lp || !res->target_init || !res->delta) {
-        st = KED_ERR_NOMEM;
-        goto done;
+    if (st) goto done;
+    if (!row || !add || !cap || !grad || (vo && (vo->key_mean || vo->key_row0) && !keys) || !g ||
+        !kl_init || !lp || !ti_norm || !done_j || !adam) { st = KED_ERR_NOMEM; goto done; }
+    for (int b = 0; b < B; b++) row[b] = b;
+    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, layer};
+    if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
+    for (int j = 0; j < n; j++) {
+        res[j].target_init = ked_calloc((size_t)C, sizeof(float), "v*", err);
+        res[j].delta = ked_calloc((size_t)C, sizeof(float), "v*", err);
+        if (!res[j].target_init || !res[j].delta) { st = KED_ERR_NOMEM; goto done; }
+        if ((st = edit_adam_init(&adam[j], C, hp->v_lr, 0.0f, err))) goto done;
     }
-    for (int i = 0; i < n_rw; i++) { seqs[i] = c->ctx[i]; extra[i] = nt - 1; }
-    seqs[n_rw] = c->kl;
-    if ((st = edit_batch(seqs, B, c->target, extra, &ids, &len, &T, err))) goto done;
-    if (T > cfg->max_pos && cfg->pos == KED_POS_LEARNED) {
-        st = ked_fail(err, KED_ERR_ARG, "v*: %d tokens exceed the model's %d positions", T, cfg->max_pos);
-        goto done;
-    }
-    for (int i = 0; i < B; i++) { row[i] = i; pos[i] = seqs[i].lookup; }
-    for (int i = 0; i < n_rw; i++)
-        for (int j = 0; j < nt; j++) {
-            lidx[i * nt + j] = i * T + c->ctx[i].n - 1 + j;
-            tgt[i * nt + j] = c->target[j];
-        }
-    lidx[n_rw * nt] = n_rw * T + c->kl.lookup;
-    tgt[n_rw * nt] = -1;
-    if ((st = ked_run_new(m, B, T, T, 1, &r, err))) goto done;
-    if ((st = edit_adam_init(&adam, C, hp->v_lr, 0.0f, err))) goto done;
+    if (!full && (st = vrows_prefill(m, r, &v, cs, n, err))) goto done;
 
-    ked_hook hook = {hp->v_point, layer, B, row, pos, add, cap, grad};
-    double ti_norm = 0;
-    int steps = hp->v_num_grad_steps;
-    for (int it = 0; it < steps; it++) {
-        for (int i = 0; i < B; i++) memcpy(add + (size_t)i * C, res->delta, sizeof(float) * C);
+    ked_hook hooks[2] = {{hp->v_point, layer, B, row, v.site, add, cap, grad},
+                         {KED_HOOK_MLP_KEY, layer, B, row, v.site, NULL, keys, NULL}};
+    int steps = hp->v_num_grad_steps, left = n;
+    for (int it = 0; it < steps && left > 0; it++) {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i <= cs[j].n_ctx; i++)
+                memcpy(add + (size_t)(v.row0[j] + i) * C, res[j].delta, sizeof(float) * C);
         ked_forward_opts fo = ked_forward_defaults();
-        fo.hooks = &hook;
-        fo.n_hooks = 1;
-        fo.logit_idx = lidx;
-        fo.n_logit = n_logit;
-        if (!no_cache && layer > 0) {
-            if (it == 0) fo.cache_layer = layer;
-            else fo.start_layer = layer;
+        fo.hooks = hooks;
+        fo.n_hooks = it == 0 && keys ? 2 : 1;
+        fo.logit_idx = v.lidx;
+        fo.n_logit = v.n_logit;
+        if (!full) {
+            fo.row_pos0 = v.p0;
+            if (layer > 0) {
+                if (it == 0) fo.cache_layer = layer;
+                else fo.start_layer = layer;
+            }
         }
-        if ((st = ked_forward(m, r, ids, B, T, len, &fo, err))) goto done;
-        if (it == 0) {
-            memcpy(res->target_init, cap, sizeof(float) * C); // row 0, delta = 0
-            ti_norm = edit_norm2(res->target_init, C);
-        }
+        if ((st = ked_forward(m, r, v.ids, B, v.Tw, v.len, &fo, err))) goto done;
         float *logits = ked_run_logits(r, NULL), *dl = ked_run_dlogits(r);
-        // nll over the template rows
-        double nll = 0;
-        float gs = 1.0f / ((float)nt * (float)n_rw);
-        for (int k = 0; k < n_rw * nt; k++) {
-            float *z = logits + (size_t)k * V, *dz = dl + (size_t)k * V;
-            log_softmax_row(lp, z, V);
-            nll -= lp[tgt[k]];
-            for (int v = 0; v < V; v++) dz[v] = expf(lp[v]) * gs;
-            dz[tgt[k]] -= gs;
+        int any_step = 0;
+        for (int j = 0; j < n; j++) {
+            const edit_case *c = &cs[j];
+            int k0 = v.lg0[j], nlj = c->n_ctx * c->n_target + 1;
+            if (it == 0) {
+                memcpy(res[j].target_init, cap + (size_t)v.row0[j] * C, sizeof(float) * C);
+                ti_norm[j] = edit_norm2(res[j].target_init, C);
+            }
+            if (done_j[j]) {
+                memset(dl + (size_t)k0 * V, 0, sizeof(float) * (size_t)nlj * V);
+                continue;
+            }
+            float loss = vstar_loss(hp, c, logits + (size_t)k0 * V, dl + (size_t)k0 * V, V,
+                                    kl_init + (size_t)j * V, it == 0, res[j].delta, C, ti_norm[j],
+                                    lp, &res[j]);
+            if (it < 256) res[j].loss[it] = loss;
+            res[j].n_steps = it + 1;
+            if (o && o->on_step && j == 0) o->on_step(it, loss, o->user);
+            if (loss < 5e-2f || it == steps - 1) {
+                done_j[j] = 1;
+                left--;
+                // its rows must not move the others' deltas: no gradient from them
+                memset(dl + (size_t)k0 * V, 0, sizeof(float) * (size_t)nlj * V);
+                continue;
+            }
+            any_step = 1;
         }
-        nll /= (double)nt * n_rw;
-        // KL(p_now || p_init) at the KL row
-        float *z = logits + (size_t)n_rw * nt * V, *dz = dl + (size_t)n_rw * nt * V;
-        log_softmax_row(lp, z, V);
-        if (it == 0) memcpy(kl_init, lp, sizeof(float) * V);
-        double kl = 0;
-        for (int v = 0; v < V; v++) kl += exp((double)lp[v]) * ((double)lp[v] - kl_init[v]);
-        for (int v = 0; v < V; v++)
-            dz[v] = (float)(hp->kl_factor * exp((double)lp[v]) * (((double)lp[v] - kl_init[v]) - kl));
-        kl *= hp->kl_factor;
-        double dn = edit_norm2(res->delta, C);
-        double wd = ti_norm > 0 ? hp->v_weight_decay * dn / (ti_norm * ti_norm) : 0;
-        float loss = (float)(nll + kl + wd);
-        if (it < 256) res->loss[it] = loss;
-        res->n_steps = it + 1;
-        res->nll_last = (float)nll;
-        res->kl_last = (float)kl;
-        if (o && o->on_step) o->on_step(it, loss, o->user);
-        if (loss < 5e-2f || it == steps - 1) break;
-
+        for (int j = 0; it == 0 && vo && vo->value_mean && j < n; j++)
+            for (int x = 0; x < C; x++) {
+                double s = 0;
+                for (int i = 0; i < cs[j].n_ctx; i++) s += cap[(size_t)(v.row0[j] + i) * C + x];
+                vo->value_mean[(size_t)j * C + x] = (float)(s / cs[j].n_ctx);
+            }
+        if (it == 0 && keys) { // k* (mean over template rows) and the first row's key
+            for (int j = 0; j < n; j++) {
+                int nr = cs[j].n_ctx;
+                const float *k0 = keys + (size_t)v.row0[j] * F;
+                if (vo->key_row0) memcpy(vo->key_row0 + (size_t)j * F, k0, sizeof(float) * F);
+                if (vo->key_mean)
+                    for (int x = 0; x < F; x++) {
+                        double s = 0;
+                        for (int i = 0; i < nr; i++) s += keys[(size_t)(v.row0[j] + i) * F + x];
+                        vo->key_mean[(size_t)j * F + x] = (float)(s / nr);
+                    }
+            }
+        }
+        if (!any_step) break;
         if ((st = ked_backward(m, r, err))) goto done;
-        for (int j = 0; j < C; j++) {
-            double s = 0;
-            for (int i = 0; i < B; i++) s += grad[(size_t)i * C + j];
-            g[j] = (float)s;
-            if (dn > 0 && ti_norm > 0)
-                g[j] += (float)(hp->v_weight_decay * res->delta[j] / (dn * ti_norm * ti_norm));
-        }
-        edit_adam_step(&adam, res->delta, g);
-        double max_norm = hp->clamp_norm_factor * ti_norm, nn = edit_norm2(res->delta, C);
-        if (nn > max_norm) {
-            for (int j = 0; j < C; j++) res->delta[j] = res->delta[j] * (float)max_norm / (float)nn;
+        for (int j = 0; j < n; j++) {
+            if (done_j[j]) continue;
+            double dn = edit_norm2(res[j].delta, C);
+            for (int x = 0; x < C; x++) {
+                double s = 0;
+                for (int i = 0; i <= cs[j].n_ctx; i++) s += grad[(size_t)(v.row0[j] + i) * C + x];
+                g[x] = (float)s;
+                if (dn > 0 && ti_norm[j] > 0)
+                    g[x] += (float)(hp->v_weight_decay * res[j].delta[x] / (dn * ti_norm[j] * ti_norm[j]));
+            }
+            edit_adam_step(&adam[j], res[j].delta, g);
+            double max_norm = hp->clamp_norm_factor * ti_norm[j], nn = edit_norm2(res[j].delta, C);
+            if (nn > max_norm)
+                for (int x = 0; x < C; x++) res[j].delta[x] = res[j].delta[x] * (float)max_norm / (float)nn;
         }
     }
 done:
-    edit_adam_free(&adam);
+    for (int j = 0; adam && j < n; j++) edit_adam_free(&adam[j]);
     ked_run_free(r);
-    free(seqs); free(extra); free(ids); free(len); free(row); free(pos); free(lidx); free(tgt);
-    free(add); free(cap); free(grad); free(g); free(kl_init); free(lp);
-    if (st) vstar_result_free(res);
+    vrows_free(&v);
+    free(row); free(add); free(cap); free(grad); free(keys); free(g); free(kl_init); free(lp);
+    free(ti_norm); free(done_j); free(adam);
+    if (st) for (int j = 0; j < n; j++) vstar_result_free(&res[j]);
     return st;
+}
+
+ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer, int full,
+                      const ked_edit_opts *o, vstar_result *res, ked_error *err) {
+    vstar_opts vo = {full, NULL, NULL, NULL};
+    return edit_vstar_run(m, hp, c, 1, layer, &vo, o, res, err);
+}
+
+ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                            int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err) {
+    return edit_vstar_run(m, hp, cs, n, layer, NULL, o, res, err);
 }

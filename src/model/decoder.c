@@ -30,9 +30,10 @@ ked_forward_opts ked_forward_defaults(void) {
     return o;
 }
 
-// the stride, in positions, of a row of the key/value cache: a run made for backward keeps
-// k, v (B, T, KV, D) packed (the layout the backward reads); a decoding run keeps S slots per row
-static int kv_stride(const ked_run *r) { return r->backward ? r->cur_T : r->S; }
+// the stride, in positions, of a row of the key/value cache: a run made for backward with S == T
+// keeps k, v (B, cur_T, KV, D) packed per forward; every other run keeps S slots per row, so that
+// a later forward can continue a row (decoding, chunked prefill, recomputing a row's tail)
+static int kv_stride(const ked_run *r) { return r->backward && r->S == r->T ? r->cur_T : r->S; }
 
 static float *W(const ked_model *m, int l, int s) { return model_param(m, l, s)->w; }
 static float *G(const ked_model *m, int l, int s) { return model_param(m, l, s)->grad; }
@@ -134,34 +135,34 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
     layer_acts *a = &r->L[l];
     int B = r->B, T = r->cur_T, N = B * T, C = c->d_model, F = c->d_ff;
     int H = c->n_head, KV = c->n_kv_head, D = c->head_dim, HD = H * D, KVD = KV * D;
-    int pos0 = r->cur_pos0, S = kv_stride(r), S_used = pos0 + T;
+    int S = kv_stride(r), Sa = r->att_S;
     float *x = a->resid_in;
+    rope_pairing pr = c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX;
     hooks_forward(r, l, KED_HOOK_RESID_IN, x);
 
     // attention
     norm_forward(c, a->h1, a->h1_mean, a->h1_rstd, x, W(m, l, P_ATTN_NORM_W), W(m, l, P_ATTN_NORM_B), N);
     linear_forward(m, r, a->q, a->h1, l, P_WQ, P_BQ, N, C, HD);
-    // k, v of the new positions go into the cache rows pos0..pos0+T-1; when the rows are packed
-    // (S == T, pos0 == 0: every backward run) that is one product over all N rows
-    int packed = S == T && pos0 == 0;
-    for (int b = 0; b < (packed ? 1 : B); b++) {
-        int rows = packed ? N : T;
-        float *kb = a->k + ((size_t)b * S + pos0) * KVD, *vb = a->v + ((size_t)b * S + pos0) * KVD;
-        const float *hb = a->h1 + (size_t)b * T * C;
-        linear_forward(m, r, kb, hb, l, P_WK, P_BK, rows, C, KVD);
-        linear_forward(m, r, vb, hb, l, P_WV, P_BV, rows, C, KVD);
-        if (c->pos == KED_POS_ROTARY)
-            rope_forward(kb, r->pos + (size_t)b * T, m->inv_freq, rows, KV, D, c->rot_dim,
-                         c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX);
+    // k, v of the N tokens: straight into the cache when it is packed (B, T, KV, D); otherwise
+    // computed together (kv_new) and the valid ones scattered to row b's slots row_pos0[b] + t
+    float *kn = r->kv_packed ? a->k : r->kv_new, *vn = r->kv_packed ? a->v : r->kv_new + (size_t)N * KVD;
+    linear_forward(m, r, kn, a->h1, l, P_WK, P_BK, N, C, KVD);
+    linear_forward(m, r, vn, a->h1, l, P_WV, P_BV, N, C, KVD);
+    if (c->pos == KED_POS_ROTARY) {
+        rope_forward(kn, r->pos, m->inv_freq, N, KV, D, c->rot_dim, pr);
+        rope_forward(a->q, r->pos, m->inv_freq, N, H, D, c->rot_dim, pr);
     }
-    if (c->pos == KED_POS_ROTARY)
-        rope_forward(a->q, r->pos, m->inv_freq, N, H, D, c->rot_dim,
-                     c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX);
+    if (!r->kv_packed)
+        for (int b = 0; b < B; b++) {
+            size_t dst = ((size_t)b * S + r->row_pos0[b]) * KVD, src = (size_t)b * T * KVD;
+            memcpy(a->k + dst, kn + src, sizeof(float) * (size_t)r->len[b] * KVD);
+            memcpy(a->v + dst, vn + src, sizeof(float) * (size_t)r->len[b] * KVD);
+        }
     for (int b = 0; b < B; b++)
-        attention_forward(a->atty + (size_t)b * T * HD, a->att + (size_t)b * H * T * S_used,
+        attention_forward(a->atty + (size_t)b * T * HD, a->att + (size_t)b * H * T * Sa,
                           a->q + (size_t)b * T * HD, a->k + (size_t)b * S * KVD,
-                          a->v + (size_t)b * S * KVD, &r->key_len[b], 1, T, S_used, H, KV, D,
-                          pos0, c->window);
+                          a->v + (size_t)b * S * KVD, &r->key_len[b], 1, T, Sa, H, KV, D,
+                          r->row_pos0[b], c->window);
     linear_forward(m, r, a->attn_out, a->atty, l, P_WO, P_BO, N, HD, C);
     hooks_forward(r, l, KED_HOOK_ATTN_OUT, a->attn_out);
 
@@ -195,6 +196,23 @@ static void layer_forward(const ked_model *m, ked_run *r, int l, float *out) {
     else
         for (size_t i = 0; i < (size_t)N * C; i++) out[i] = x[i] + a->attn_out[i] + a->mlp_out[i];
     hooks_forward(r, l, KED_HOOK_RESID_OUT, out);
+}
+
+// dk, dv (B, S, KVD) -> (N, KVD) in place: row (b, t) from slot row_pos0[b] + t, zero for
+// padding. Each destination lies at or before its source and before every later source.
+static void kv_gather_rows(const ked_run *r, float *dk, float *dv) {
+    int T = r->cur_T, S = kv_stride(r), KVD = r->m->cfg.n_kv_head * r->m->cfg.head_dim;
+    for (int b = 0; b < r->B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t dst = ((size_t)b * T + t) * KVD, src = ((size_t)b * S + r->row_pos0[b] + t) * KVD;
+            if (t < r->len[b]) {
+                memmove(dk + dst, dk + src, sizeof(float) * KVD);
+                memmove(dv + dst, dv + src, sizeof(float) * KVD);
+            } else {
+                memset(dk + dst, 0, sizeof(float) * KVD);
+                memset(dv + dst, 0, sizeof(float) * KVD);
+            }
+        }
 }
 
 // which points of the lowest visited layer are needed: the backward stops there once it has
@@ -255,15 +273,18 @@ static float *layer_backward(ked_model *m, ked_run *r, int l, float *d, int stop
     // attn_out = atty Wo^T + bo
     memset(r->d_atty, 0, sizeof(float) * (size_t)N * HD);
     linear_backward(m, r, r->d_atty, l, P_WO, P_BO, d_attn_out, a->atty, N, HD, C);
-    // atty = attention(q, k, v); k, v packed (B, T, KV, D) in a backward run
+    // atty = attention(q, k, v); dk, dv (B, S, KV, D) like the cache, then the rows of this
+    // forward's tokens gathered into (N, KVD) (the cached positions before row_pos0 are constants)
+    int S = kv_stride(r), Sa = r->att_S;
     memset(r->d_q, 0, sizeof(float) * (size_t)N * HD);
-    memset(r->d_k, 0, sizeof(float) * (size_t)N * KVD);
-    memset(r->d_v, 0, sizeof(float) * (size_t)N * KVD);
+    memset(r->d_k, 0, sizeof(float) * (size_t)B * S * KVD);
+    memset(r->d_v, 0, sizeof(float) * (size_t)B * S * KVD);
     for (int b = 0; b < B; b++)
-        attention_backward(r->d_q + (size_t)b * T * HD, r->d_k + (size_t)b * T * KVD,
-                           r->d_v + (size_t)b * T * KVD, r->d_atty + (size_t)b * T * HD,
-                           a->att + (size_t)b * H * T * T, a->q + (size_t)b * T * HD,
-                           a->k + (size_t)b * T * KVD, a->v + (size_t)b * T * KVD, 1, T, T, H, KV, D);
+        attention_backward(r->d_q + (size_t)b * T * HD, r->d_k + (size_t)b * S * KVD,
+                           r->d_v + (size_t)b * S * KVD, r->d_atty + (size_t)b * T * HD,
+                           a->att + (size_t)b * H * T * Sa, a->q + (size_t)b * T * HD,
+                           a->k + (size_t)b * S * KVD, a->v + (size_t)b * S * KVD, 1, T, Sa, H, KV, D);
+    if (!r->kv_packed) kv_gather_rows(r, r->d_k, r->d_v);
     if (c->pos == KED_POS_ROTARY) {
         rope_pairing pr = c->rope_interleaved ? ROPE_GPTJ : ROPE_NEOX;
         rope_backward(r->d_q, r->pos, m->inv_freq, N, H, D, c->rot_dim, pr);
@@ -291,60 +312,80 @@ ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, in
     if (B != r->B || T <= 0 || T > r->T)
         return ked_fail(err, KED_ERR_ARG, "batch %d x %d does not fit the run (%d x up to %d)", B,
                         T, r->B, r->T);
-    if (o.pos0 < 0 || o.pos0 + T > r->S)
-        return ked_fail(err, KED_ERR_ARG, "positions %d..%d exceed the run's cache of %d", o.pos0,
-                        o.pos0 + T - 1, r->S);
-    if (o.pos0 > 0 && (r->backward || len))
-        return ked_fail(err, KED_ERR_ARG, "incremental decoding (pos0 %d) needs a run made "
-                        "without backward and rows of equal length", o.pos0);
-    if (c->pos == KED_POS_LEARNED && o.pos0 + T > c->max_pos)
-        return ked_fail(err, KED_ERR_ARG, "position %d exceeds the model's %d positions",
-                        o.pos0 + T - 1, c->max_pos);
-    int L = c->n_layer;
+    int L = c->n_layer, N = B * T, C = c->d_model;
     int last = o.stop_after_layer >= 0 && o.stop_after_layer < L ? o.stop_after_layer : L - 1;
     int start = o.start_layer > 0 ? o.start_layer : 0;
-    if (start > 0 && (start != r->cache_layer || T != r->cur_T || o.pos0 != 0))
+    int packed_run = r->backward && r->S == r->T, any_p0 = 0;
+    for (int b = 0; b < B; b++) {
+        int p0 = o.row_pos0 ? o.row_pos0[b] : o.pos0, n = len ? len[b] : T;
+        if (len && (n < (o.row_pos0 ? 0 : 1) || n > T))
+            return ked_fail(err, KED_ERR_ARG, "row %d: length %d outside %d..%d", b, n,
+                            o.row_pos0 ? 0 : 1, T);
+        if (p0 < 0 || p0 + n > r->S)
+            return ked_fail(err, KED_ERR_ARG, "row %d: positions %d..%d exceed the run's cache of "
+                            "%d", b, p0, p0 + n - 1, r->S);
+        if (c->pos == KED_POS_LEARNED && p0 + n > c->max_pos)
+            return ked_fail(err, KED_ERR_ARG, "row %d: position %d exceeds the model's %d "
+                            "positions", b, p0 + n - 1, c->max_pos);
+        if (p0 > 0 && packed_run)
+            return ked_fail(err, KED_ERR_ARG, "row %d starts at position %d: a run made for "
+                            "backward continues rows only when made with S > T", b, p0);
+        if (p0 > r->kv_len[b])
+            return ked_fail(err, KED_ERR_ARG, "row %d starts at position %d but the run's cache "
+                            "holds only its first %d", b, p0, r->kv_len[b]);
+        if (start > 0 && (T != r->cache_T || p0 != r->cache_pos0[b]))
+            start = -1;
+        any_p0 |= p0 > 0;
+    }
+    if (start < 0 || (start > 0 && start != r->cache_layer))
         return ked_fail(err, KED_ERR_ARG, "start_layer %d: the run has no cached residual for it "
-                        "(run a forward with cache_layer = %d on the same batch first)", start, start);
+                        "(run a forward with cache_layer = %d on the same batch first)",
+                        o.start_layer, o.start_layer);
     if (start > last) return ked_fail(err, KED_ERR_ARG, "start_layer %d is after the last layer %d", start, last);
     for (int i = 0; i < B * T; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return ked_fail(err, KED_ERR_ARG, "token id %d at (row %d, pos %d) outside the "
                             "vocabulary (%d)", ids[i], i / T, i % T, c->vocab);
-    for (int b = 0; len && b < B; b++)
-        if (len[b] < 1 || len[b] > T)
-            return ked_fail(err, KED_ERR_ARG, "row %d: length %d outside 1..%d", b, len[b], T);
     TRY(check_hooks(m, &o, B, T, start, err));
     int n_logit = o.logit_idx ? o.n_logit : B * T;
     for (int i = 0; o.logit_idx && i < o.n_logit; i++)
         if (o.logit_idx[i] < 0 || o.logit_idx[i] >= B * T)
             return ked_fail(err, KED_ERR_ARG, "logit index %d outside 0..%d", o.logit_idx[i], B * T - 1);
-    if (n_logit < 0 || n_logit > r->B * r->T)
-        return ked_fail(err, KED_ERR_ARG, "%d logit rows for a run of %d", n_logit, r->B * r->T);
+    if (n_logit < 0 || n_logit > r->max_logits)
+        return ked_fail(err, KED_ERR_ARG, "%d logit rows for a run made for at most %d", n_logit,
+                        r->max_logits);
 
     r->cur_T = T;
-    r->cur_pos0 = o.pos0;
     r->hooks = o.hooks;
     r->n_hooks = o.n_hooks;
     r->n_logit = n_logit;
     for (int i = 0; i < n_logit; i++) r->logit_idx[i] = o.logit_idx ? o.logit_idx[i] : i;
-    int N = B * T, C = c->d_model;
     memcpy(r->ids, ids, sizeof(int) * (size_t)N);
+    r->kv_packed = kv_stride(r) == T && !any_p0;
+    r->att_S = 0;
     for (int b = 0; b < B; b++) {
+        int p0 = o.row_pos0 ? o.row_pos0[b] : o.pos0;
+        r->row_pos0[b] = p0;
         r->len[b] = len ? len[b] : T;
-        r->key_len[b] = o.pos0 + r->len[b];
-        for (int t = 0; t < T; t++) r->pos[b * T + t] = o.pos0 + t;
+        r->key_len[b] = p0 + r->len[b];
+        r->kv_len[b] = r->key_len[b];
+        if (p0 + T > r->att_S) r->att_S = p0 + T;
+        for (int t = 0; t < T; t++) { // padding rows past the learned positions take the last
+            int p = p0 + t;
+            r->pos[b * T + t] = c->pos == KED_POS_LEARNED && p >= c->max_pos ? c->max_pos - 1 : p;
+        }
     }
+    if (r->att_S > kv_stride(r)) r->att_S = kv_stride(r);
 
     if (start == 0) { // embeddings
-        // rows of E (and P) in f32 whatever they are held in; r->sel is free scratch here
+        // rows of E (and P) in f32 whatever they are held in; r->hf is free scratch here
         const ked_param *E = model_param(m, -1, G_EMBED), *P = model_param(m, -1, G_POS_EMBED);
         float *x = r->L[0].resid_in;
         #pragma omp parallel for if (N > 64)
         for (int n = 0; n < N; n++) {
             model_param_row_f32(E, ids[n], x + (size_t)n * C);
             if (c->pos == KED_POS_LEARNED) {
-                float *pr = r->sel + (size_t)n * C;
+                float *pr = r->hf + (size_t)n * C;
                 model_param_row_f32(P, r->pos[n], pr);
                 for (int j = 0; j < C; j++) x[(size_t)n * C + j] += pr[j];
             }
@@ -356,6 +397,8 @@ ked_status ked_forward(const ked_model *m, ked_run *r, const int *ids, int B, in
         if (l == o.cache_layer && l > 0) {
             memcpy(r->cache_resid, r->L[l].resid_in, sizeof(float) * (size_t)N * C);
             r->cache_layer = l;
+            r->cache_T = T;
+            memcpy(r->cache_pos0, r->row_pos0, sizeof(int) * (size_t)B);
         }
         float *out = l + 1 < L ? r->L[l + 1].resid_in : r->resid_final;
         layer_forward(m, r, l, out);
@@ -395,6 +438,10 @@ ked_status ked_backward(ked_model *m, ked_run *r, ked_error *err) {
     }
     int head_grads = G(m, -1, G_FINAL_NORM_W) || G(m, -1, G_HEAD_W) || (c->tied_head && G(m, -1, G_EMBED));
     if (lo == L && !head_grads) return KED_OK; // nothing asked for
+    if (lo < r->backward_from)
+        return ked_fail(err, KED_ERR_ARG, "ked_backward: gradients asked for at layer %d, but the "
+                        "run keeps activations only from layer %d (backward_from)", lo,
+                        r->backward_from);
 
     // logits = sel head^T + head_b
     float *d_head = c->tied_head ? G(m, -1, G_EMBED) : G(m, -1, G_HEAD_W);

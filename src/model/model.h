@@ -138,8 +138,13 @@ typedef struct {
 struct ked_run {
     const ked_model *m;
     int B, T, S, backward;
+    int max_logits;              // logit rows a forward may ask for
+    int backward_from;           // lowest layer ked_backward may visit (keeps activations)
     int cur_T;                   // T of the last forward
-    int cur_pos0;
+    int *row_pos0;               // (B) position of each row's first token in the last forward
+    int kv_packed;               // the last forward kept k, v packed (B, cur_T, KV, D)
+    int att_S;                   // key positions per att row in the last forward (its stride)
+    int *kv_len;                 // (B) positions of each row's key/value cache that are written
     int *key_len;                // (B)
     int *ids;                    // (B, T) of the last forward
     int *len;                    // (B)
@@ -153,6 +158,10 @@ struct ked_run {
     int *logit_idx;              // (N) flattened indices of the logit rows
     float *cache_resid;          // (N, C) residual entering cache_layer (for start_layer reuse)
     int cache_layer;
+    int cache_T;                 // T and row_pos0 (B) of the forward that filled cache_resid
+    int *cache_pos0;
+    float *kv_new;               // (N, 2 KVD) the k, v of a forward's tokens before they are
+                                 // scattered into an unpacked cache
     int stopped_after;           // layer the last forward stopped after (n_layer-1: full)
     const ked_hook *hooks;       // of the last forward
     int n_hooks;

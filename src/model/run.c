@@ -37,11 +37,13 @@ static void layout(ked_run *r, carver *cv) {
     size_t KVD = (size_t)c->n_kv_head * c->head_dim, F = (size_t)c->d_ff, V = (size_t)c->vocab;
     size_t H = (size_t)c->n_head;
     int gated = c->mlp == KED_MLP_GATED_SILU;
-    // without a backward the layers share one set of activations (only the KV cache is per layer)
+    // without a backward the layers share one set of activations (only the KV cache is per
+    // layer); with one, so do the layers below backward_from
     layer_acts shared = {0};
+    size_t NL = (size_t)r->max_logits;
     for (int l = 0; l < c->n_layer; l++) {
         layer_acts *a = &r->L[l];
-        if (r->backward || l == 0) {
+        if ((r->backward && l >= r->backward_from) || l == 0) {
             a->resid_in = carve(cv, N * C);
             a->h1 = carve(cv, N * C); a->h1_mean = carve(cv, N); a->h1_rstd = carve(cv, N);
             a->q = carve(cv, N * HD);
@@ -63,9 +65,10 @@ static void layout(ked_run *r, carver *cv) {
     }
     r->resid_final = carve(cv, N * C);
     r->hf = carve(cv, N * C); r->hf_mean = carve(cv, N); r->hf_rstd = carve(cv, N);
-    r->sel = carve(cv, N * C);
-    r->logits = carve(cv, N * V);
+    r->sel = carve(cv, NL * C);
+    r->logits = carve(cv, NL * V);
     r->cache_resid = carve(cv, N * C);
+    r->kv_new = carve(cv, N * 2 * KVD);
     if (model_has_half(r->m)) { // matmul_forward_w16 / _backward_w16 widen weight rows here
         // every (in, out) shape a product of the decoder has
         const int shapes[6][2] = {{(int)C, (int)HD}, {(int)C, (int)KVD}, {(int)HD, (int)C},
@@ -78,26 +81,41 @@ static void layout(ked_run *r, carver *cv) {
         r->wscratch = carve(cv, need);
     }
     if (r->backward) {
-        r->dlogits = carve(cv, N * V);
+        r->dlogits = carve(cv, NL * V);
         r->d_resid = carve(cv, N * C); r->d_h = carve(cv, N * C); r->d_mid = carve(cv, N * C);
         r->d_atty = carve(cv, N * HD); r->d_q = carve(cv, N * HD);
         r->d_k = carve(cv, B * S * KVD); r->d_v = carve(cv, B * S * KVD);
         r->d_key = carve(cv, N * F); r->d_gate = carve(cv, N * F); r->d_up = carve(cv, N * F);
-        r->d_sel = carve(cv, N * C);
+        r->d_sel = carve(cv, NL * C);
     }
 }
 
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err) {
+    ked_run_opts o = {B, T, S, backward, 0, 0};
+    return ked_run_new_opts(m, &o, out, err);
+}
+
+ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run **out,
+                            ked_error *err) {
+    int B = o->B, T = o->T, S = o->S, backward = o->backward;
     if (B <= 0 || T <= 0 || S < T)
         return ked_fail(err, KED_ERR_ARG, "run shape B=%d T=%d S=%d: need B, T > 0 and S >= T", B,
                         T, S);
+    if (o->max_logits < 0 || (size_t)o->max_logits > (size_t)B * T)
+        return ked_fail(err, KED_ERR_ARG, "run: max_logits %d outside 0..B*T = %d", o->max_logits,
+                        B * T);
+    if (o->backward_from < 0 || o->backward_from >= m->cfg.n_layer)
+        return ked_fail(err, KED_ERR_ARG, "run: backward_from %d outside the model's layers 0..%d",
+                        o->backward_from, m->cfg.n_layer - 1);
     if (S > m->cfg.max_pos && m->cfg.pos == KED_POS_LEARNED)
         return ked_fail(err, KED_ERR_ARG, "%d positions exceed the model's %d learned positions",
                         S, m->cfg.max_pos);
     ked_run *r = ked_calloc(1, sizeof *r, "run", err);
     if (!r) return KED_ERR_NOMEM;
     r->m = m; r->B = B; r->T = T; r->S = S; r->backward = backward;
+    r->max_logits = o->max_logits > 0 ? o->max_logits : B * T;
+    r->backward_from = backward ? o->backward_from : 0;
     size_t N = (size_t)B * T;
     r->L = ked_calloc((size_t)m->cfg.n_layer, sizeof(layer_acts), "run layers", err);
     r->key_len = ked_calloc((size_t)B, sizeof(int), "run", err);
@@ -105,7 +123,11 @@ ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ke
     r->ids = ked_calloc(N, sizeof(int), "run", err);
     r->pos = ked_calloc(N > (size_t)S ? N : (size_t)S, sizeof(int), "run", err);
     r->logit_idx = ked_calloc(N, sizeof(int), "run", err);
-    if (!r->L || !r->key_len || !r->len || !r->ids || !r->pos || !r->logit_idx) {
+    r->row_pos0 = ked_calloc((size_t)B, sizeof(int), "run", err);
+    r->kv_len = ked_calloc((size_t)B, sizeof(int), "run", err);
+    r->cache_pos0 = ked_calloc((size_t)B, sizeof(int), "run", err);
+    if (!r->L || !r->key_len || !r->len || !r->ids || !r->pos || !r->logit_idx || !r->row_pos0 ||
+        !r->kv_len || !r->cache_pos0) {
         ked_run_free(r);
         return KED_ERR_NOMEM;
     }
@@ -126,7 +148,7 @@ ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ke
 void ked_run_free(ked_run *r) {
     if (!r) return;
     free(r->block); free(r->L); free(r->key_len); free(r->len); free(r->ids); free(r->pos);
-    free(r->logit_idx);
+    free(r->logit_idx); free(r->row_pos0); free(r->kv_len); free(r->cache_pos0);
     free(r);
 }
 
