@@ -254,7 +254,9 @@ typedef struct ked_run ked_run;
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err);
 // The same with everything that sizes a run (ked_run_new(m, B, T, S, bw) is
-// ked_run_new_opts(m, &(ked_run_opts){B, T, S, bw, 0, 0})):
+// ked_run_new_opts(m, &(ked_run_opts){B, T, S, bw, 0, 0, NULL})). A run's memory is mapped when
+// it is made and given back to the system when it is freed; pages a run never touches (the
+// logits of rows never asked for) cost nothing.
 typedef struct {
     int B, T, S;           // rows, positions per forward, key/value cache positions (S >= T)
     int backward;          // keep what ked_backward needs
@@ -262,6 +264,9 @@ typedef struct {
                            // (max_logits, V), the largest of a run on a big vocabulary
     int backward_from;     // > 0: ked_backward never goes below this layer (hooks, parameters),
                            // so the layers under it keep no activations of their own
+    const ked_run *kv_from; // or NULL: use that run's key/value cache (same model, B and S; it
+                           // must outlive this run): a forward-only run can prefill, in one wide
+                           // pass, the cache that a narrow backward run then continues
 } ked_run_opts;
 ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run **out,
                             ked_error *err);

@@ -19,12 +19,14 @@
 //
 // Cost. Nothing below `layer` depends on delta, and nothing at positions before a row's lookup
 // token does either (attention is causal). So each row is split at its lookup token:
-//   - its prefix (positions 0 .. lookup-1) runs once, all layers, in chunks of the window's
-//     width, filling the run's key/value cache (ked_forward_opts.row_pos0: chunked prefill);
+//   - its prefix (positions 0 .. lookup-1) runs once, all layers, filling the run's key/value
+//     cache, which the windows then continue (ked_forward_opts.row_pos0);
 //   - its window (lookup .. end) is what every step computes: the first step through all layers
 //     (keeping the residual entering `layer`: cache_layer), later steps from `layer` on
 //     (start_layer), attending to the cached prefix; the backward stops at `layer` and sends
-//     nothing into the cached positions (they are constants).
+//     nothing into the cached positions (they are constants). A delta on the MLP's output or on
+//     the layer's output is a delta on the residual entering layer+1: the steps start there.
+//   - the prefixes run in one forward-only pass that shares the cache (ked_run_opts.kv_from).
 // Logits are computed only where the loss reads them (logit_idx): |target| per template row + 1.
 // vstar_opts.full recomputes every position of every row at every step from layer 0 (the
 // reference path the tests compare with).
@@ -143,33 +145,28 @@ static ked_status vrows_build(const ked_config *cfg, const edit_case *cs, int n,
     return KED_OK;
 }
 
-// the prefixes (positions 0 .. p0-1 of each row) through every layer, in chunks of Tw positions,
-// into the run's key/value cache
-static ked_status vrows_prefill(const ked_model *m, ked_run *r, const vrows *v, const edit_case *cs,
-                                int n, ked_error *err) {
-    int B = v->B, Tw = v->Tw;
-    int *ids = ked_malloc(sizeof(int) * (size_t)B * Tw, "v* prefill", err);
-    int *len = ked_malloc(sizeof(int) * (size_t)B, "v* prefill", err);
-    int *p0 = ked_malloc(sizeof(int) * (size_t)B, "v* prefill", err);
+// the prefixes (positions 0 .. p0-1 of each row) through every layer in one pass of a
+// forward-only run that fills the key/value cache of r (its memory is given back before the steps
+// touch r's activations, so the two do not add up in the peak)
+static ked_status vrows_prefill(const ked_model *m, ked_run *r, const vrows *v, ked_error *err) {
+    int B = v->B, Tp = v->Tp;
+    int *ids = ked_malloc(sizeof(int) * (size_t)B * Tp, "v* prefill", err);
+    int *p0 = ked_calloc((size_t)B, sizeof(int), "v* prefill", err);
+    ked_run *rp = NULL;
     ked_status st = KED_OK;
-    if (!ids || !len || !p0) { st = KED_ERR_NOMEM; goto done; }
-    for (int c0 = 0; c0 < v->Tp; c0 += Tw) {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i <= cs[j].n_ctx; i++) {
-                int b = v->row0[j] + i, left = v->p0[b] - c0;
-                len[b] = left < 0 ? 0 : left > Tw ? Tw : left;
-                p0[b] = c0 < v->p0[b] ? c0 : v->p0[b];
-                for (int t = 0; t < Tw; t++)
-                    ids[(size_t)b * Tw + t] = t < len[b] ? v->tok[b][c0 + t] : v->tok[b][0];
-            }
-        ked_forward_opts fo = ked_forward_defaults();
-        fo.row_pos0 = p0;
-        fo.logit_idx = len; // any pointer: no logit rows
-        fo.n_logit = 0;
-        if ((st = ked_forward(m, r, ids, B, Tw, len, &fo, err))) goto done;
-    }
+    if (!ids || !p0) { st = KED_ERR_NOMEM; goto done; }
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tp; t++) ids[(size_t)b * Tp + t] = t < v->p0[b] ? v->tok[b][t] : v->tok[b][0];
+    ked_run_opts ro = {B, Tp, v->S, 0, 1, 0, r};
+    if ((st = ked_run_new_opts(m, &ro, &rp, err))) goto done;
+    ked_forward_opts fo = ked_forward_defaults();
+    fo.row_pos0 = p0; // all 0: rows whose lookup token is their first have nothing to prefill
+    fo.logit_idx = p0; // any pointer: no logit rows
+    fo.n_logit = 0;
+    st = ked_forward(m, rp, ids, B, Tp, v->p0, &fo, err);
 done:
-    free(ids); free(len); free(p0);
+    ked_run_free(rp);
+    free(ids); free(p0);
     return st;
 }
 
@@ -244,7 +241,10 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     if (!row || !add || !cap || !grad || (vo && (vo->key_mean || vo->key_row0) && !keys) || !g ||
         !kl_init || !lp || !ti_norm || !done_j || !adam) { st = KED_ERR_NOMEM; goto done; }
     for (int b = 0; b < B; b++) row[b] = b;
-    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, layer};
+    int shift = !full && (hp->v_point == KED_HOOK_MLP_OUT || hp->v_point == KED_HOOK_RESID_OUT) &&
+                layer + 1 < cfg->n_layer;
+    int from = layer + shift; // the layer the steps start at and the backward stops at
+    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, from, NULL};
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     for (int j = 0; j < n; j++) {
         res[j].target_init = ked_calloc((size_t)C, sizeof(float), "v*", err);
@@ -252,25 +252,40 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
         if (!res[j].target_init || !res[j].delta) { st = KED_ERR_NOMEM; goto done; }
         if ((st = edit_adam_init(&adam[j], C, hp->v_lr, 0.0f, err))) goto done;
     }
-    if (!full && (st = vrows_prefill(m, r, &v, cs, n, err))) goto done;
+    if (!full && v.Tp > 0 && (st = vrows_prefill(m, r, &v, err))) goto done;
 
-    ked_hook hooks[2] = {{hp->v_point, layer, B, row, v.site, add, cap, grad},
-                         {KED_HOOK_MLP_KEY, layer, B, row, v.site, NULL, keys, NULL}};
+    // the delta goes where v_point says; when that is the MLP's output or the layer's output it
+    // equals adding it to the residual entering the next layer, and the steps after the first
+    // then start there (layer L itself is not recomputed); target_init is still read at v_point
+    ked_hook hooks[3] = {{hp->v_point, layer, B, row, v.site, add, cap, grad},
+                         {KED_HOOK_MLP_KEY, layer, B, row, v.site, NULL, keys, NULL},
+                         {hp->v_point, layer, B, row, v.site, NULL, cap, NULL}};
+    if (shift) {
+        hooks[0].point = KED_HOOK_RESID_IN;
+        hooks[0].layer = layer + 1;
+        hooks[0].capture = NULL;
+    }
     int steps = hp->v_num_grad_steps, left = n;
     for (int it = 0; it < steps && left > 0; it++) {
         for (int j = 0; j < n; j++)
             for (int i = 0; i <= cs[j].n_ctx; i++)
                 memcpy(add + (size_t)(v.row0[j] + i) * C, res[j].delta, sizeof(float) * C);
+        // the first forward also captures: the keys, and target_init when shifted
+        ked_hook first[3];
+        int nh = 0;
+        first[nh++] = hooks[0];
+        if (keys) first[nh++] = hooks[1];
+        if (shift) first[nh++] = hooks[2];
         ked_forward_opts fo = ked_forward_defaults();
-        fo.hooks = hooks;
-        fo.n_hooks = it == 0 && keys ? 2 : 1;
+        fo.hooks = it == 0 ? first : hooks;
+        fo.n_hooks = it == 0 ? nh : 1;
         fo.logit_idx = v.lidx;
         fo.n_logit = v.n_logit;
         if (!full) {
             fo.row_pos0 = v.p0;
-            if (layer > 0) {
-                if (it == 0) fo.cache_layer = layer;
-                else fo.start_layer = layer;
+            if (from > 0) {
+                if (it == 0) fo.cache_layer = from;
+                else fo.start_layer = from;
             }
         }
         if ((st = ked_forward(m, r, v.ids, B, v.Tw, v.len, &fo, err))) goto done;

@@ -145,6 +145,7 @@ struct ked_run {
     int kv_packed;               // the last forward kept k, v packed (B, cur_T, KV, D)
     int att_S;                   // key positions per att row in the last forward (its stride)
     int *kv_len;                 // (B) positions of each row's key/value cache that are written
+    int kv_borrowed;             // k, v of every layer and kv_len belong to another run
     int *key_len;                // (B)
     int *ids;                    // (B, T) of the last forward
     int *len;                    // (B)

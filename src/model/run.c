@@ -3,6 +3,7 @@
 // backward never allocates; docs/style.md §6.1).
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "model/model.h"
 
@@ -60,6 +61,7 @@ static void layout(ked_run *r, carver *cv) {
         } else {
             *a = shared;
         }
+        if (r->kv_borrowed) continue; // pointed at the owner's in ked_run_new_opts
         a->k = carve(cv, B * S * KVD);
         a->v = carve(cv, B * S * KVD);
     }
@@ -92,7 +94,7 @@ static void layout(ked_run *r, carver *cv) {
 
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err) {
-    ked_run_opts o = {B, T, S, backward, 0, 0};
+    ked_run_opts o = {B, T, S, backward, 0, 0, NULL};
     return ked_run_new_opts(m, &o, out, err);
 }
 
@@ -108,6 +110,11 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
     if (o->backward_from < 0 || o->backward_from >= m->cfg.n_layer)
         return ked_fail(err, KED_ERR_ARG, "run: backward_from %d outside the model's layers 0..%d",
                         o->backward_from, m->cfg.n_layer - 1);
+    const ked_run *src = o->kv_from;
+    if (src && (src->m != m || src->B != B || src->S != S || src->kv_borrowed ||
+                (src->backward && src->S == src->T) || (backward && S == T)))
+        return ked_fail(err, KED_ERR_ARG, "run: kv_from must be a run of the same model, B and S "
+                        "that owns an unpacked cache (S > T when made for backward)");
     if (S > m->cfg.max_pos && m->cfg.pos == KED_POS_LEARNED)
         return ked_fail(err, KED_ERR_ARG, "%d positions exceed the model's %d learned positions",
                         S, m->cfg.max_pos);
@@ -116,6 +123,7 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
     r->m = m; r->B = B; r->T = T; r->S = S; r->backward = backward;
     r->max_logits = o->max_logits > 0 ? o->max_logits : B * T;
     r->backward_from = backward ? o->backward_from : 0;
+    r->kv_borrowed = src != NULL;
     size_t N = (size_t)B * T;
     r->L = ked_calloc((size_t)m->cfg.n_layer, sizeof(layer_acts), "run layers", err);
     r->key_len = ked_calloc((size_t)B, sizeof(int), "run", err);
@@ -124,7 +132,7 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
     r->pos = ked_calloc(N > (size_t)S ? N : (size_t)S, sizeof(int), "run", err);
     r->logit_idx = ked_calloc(N, sizeof(int), "run", err);
     r->row_pos0 = ked_calloc((size_t)B, sizeof(int), "run", err);
-    r->kv_len = ked_calloc((size_t)B, sizeof(int), "run", err);
+    r->kv_len = src ? src->kv_len : ked_calloc((size_t)B, sizeof(int), "run", err);
     r->cache_pos0 = ked_calloc((size_t)B, sizeof(int), "run", err);
     if (!r->L || !r->key_len || !r->len || !r->ids || !r->pos || !r->logit_idx || !r->row_pos0 ||
         !r->kv_len || !r->cache_pos0) {
@@ -134,11 +142,22 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
     carver cv = {NULL, 0};
     layout(r, &cv);
     r->bytes = cv.off + 64;
-    r->block = ked_malloc(r->bytes, "run activations", err);
-    if (!r->block) { ked_run_free(r); return KED_ERR_NOMEM; }
+    // mapped, not malloc'd: freeing gives the pages back (glibc keeps freed heap memory of
+    // blocks below its dynamic mmap threshold, and then peak RSS would add up runs made one
+    // after another)
+    r->block = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->block == MAP_FAILED) {
+        r->block = NULL;
+        ked_run_free(r);
+        return ked_fail(err, KED_ERR_NOMEM, "out of memory: %zu bytes of run activations", cv.off);
+    }
     cv.base = (char *)(((uintptr_t)r->block + 63) & ~(uintptr_t)63);
     cv.off = 0;
     layout(r, &cv);
+    for (int l = 0; src && l < m->cfg.n_layer; l++) {
+        r->L[l].k = src->L[l].k;
+        r->L[l].v = src->L[l].v;
+    }
     r->cache_layer = -1;
     r->stopped_after = -1;
     *out = r;
@@ -147,8 +166,10 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
 
 void ked_run_free(ked_run *r) {
     if (!r) return;
-    free(r->block); free(r->L); free(r->key_len); free(r->len); free(r->ids); free(r->pos);
-    free(r->logit_idx); free(r->row_pos0); free(r->kv_len); free(r->cache_pos0);
+    if (r->block) munmap(r->block, r->bytes);
+    if (!r->kv_borrowed) free(r->kv_len);
+    free(r->L); free(r->key_len); free(r->len); free(r->ids); free(r->pos);
+    free(r->logit_idx); free(r->row_pos0); free(r->cache_pos0);
     free(r);
 }
 
