@@ -21,6 +21,22 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, IC) += dout @ w;  dw (OC, IC) += dout^T @ inp;  dbias (OC) += column sums of dout
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IC, int OC);
+// Few rows (kernels_matmul_small.c): no packing, every weight row read once and used for all N
+// input rows; deterministic for any thread count (and a row's result does not depend on N).
+// matmul_forward uses it for 2 <= N <= MATMUL_SMALL_FWD_MAX_N (N = 1: sgemv), matmul_backward's
+// dinp for N <= MATMUL_SMALL_BWD_MAX_N: there sgemm was 1.4-4x slower at the GPT-2-small shapes
+// (`test_kernels_small --bench`; docs/performance.md), at N = 32 up to 1.2x faster.
+#ifndef MATMUL_SMALL_FWD_MAX_N
+#define MATMUL_SMALL_FWD_MAX_N 24
+#endif
+#ifndef MATMUL_SMALL_BWD_MAX_N
+#define MATMUL_SMALL_BWD_MAX_N 24
+#endif
+// out (N, OC) = inp (N, IC) @ w^T + bias;  w (OC, IC); bias (OC) may be NULL
+void matmul_forward_small(float *out, const float *inp, const float *w, const float *bias,
+                          int N, int IC, int OC);
+// dinp (N, IC) += dout (N, OC) @ w;  w (OC, IC); dinp NULL: nothing
+void matmul_backward_small(float *dinp, const float *dout, const float *w, int N, int IC, int OC);
 // the same two contracts as plain loops (no BLAS): the algorithmic reference the tests compare
 // matmul_forward/_backward against
 void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias,

@@ -14,6 +14,10 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
                     int N, int IC, int OC) {
     // out (N, OC), inp (N, IC), w (OC, IC), bias (OC) or NULL
     if (N <= 0 || OC <= 0) return;
+    if (N >= 2 && N <= MATMUL_SMALL_FWD_MAX_N) { // a few rows: no packing (kernels_matmul_small.c)
+        matmul_forward_small(out, inp, w, bias, N, IC, OC);
+        return;
+    }
     float beta = 0.0f;
     if (bias) {
         // seed every row with the bias, then let sgemm add inp @ w^T on top (beta = 1)
@@ -44,7 +48,9 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     if (IC > 0) {
         // forward: out[n][o] = sum_i inp[n][i] * w[o][i]
         // => dinp[n][i] += sum_o dout[n][o] * w[o][i]          (dinp = dout @ w)
-        if (dinp)
+        if (dinp && N <= MATMUL_SMALL_BWD_MAX_N) // a few rows: w read once, not packed
+            matmul_backward_small(dinp, dout, w, N, IC, OC);
+        else if (dinp)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w,
                         IC, 1.0f, dinp, IC);
         // => dw[o][i] += sum_n dout[n][o] * inp[n][i]          (dw = dout^T @ inp)
