@@ -159,6 +159,24 @@ static ked_status null_space(const ked_stats *s, double thr, const ked_edit_opts
 /* ---- keys ------------------------------------------------------------------------------------------ */
 
 // K (F, n) column j: case j's mlp_key at layer l averaged over its templates (EasyEdit's groups)
+// cur (n, C): resid_out of layer zL at each request's bare prompt's lookup token, in batches
+// (one forward per request would read the weights of layers 0..zL once per request)
+static ked_status bare_outputs_at(const ked_model *m, const edit_case *cs, int n, int zL,
+                                  float *cur, ked_error *err) {
+    enum { ROWS = 32 };
+    edit_seq seqs[ROWS];
+    int C = m->cfg.d_model;
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        int nb = n - j0 < ROWS ? n - j0 : ROWS;
+        for (int j = 0; j < nb; j++) seqs[j] = cs[j0 + j].bare;
+        ked_hook_point pt = KED_HOOK_RESID_OUT;
+        float *out = cur + (size_t)j0 * C;
+        ked_status st = edit_capture_at(m, seqs, nb, zL, &pt, &out, 1, err);
+        if (st) return st;
+    }
+    return KED_OK;
+}
+
 static ked_status keys_at(const ked_model *m, const edit_case *cs, int n, int l, double *K,
                           ked_error *err) {
     int F = m->cfg.d_ff;
@@ -281,7 +299,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     ked_status st = patch_new(kind_name(kind), &p, err);
     if (st) return st;
     float *z = ked_malloc(sizeof(float) * (size_t)C * n, "z", err);
-    float *cur = ked_malloc(sizeof(float) * (size_t)C, "cur", err);
+    float *cur = ked_malloc(sizeof(float) * (size_t)C * n, "cur", err);
     double *K = ked_malloc(sizeof(double) * (size_t)F * n, "keys", err);
     double *R = ked_malloc(sizeof(double) * (size_t)C * n, "residuals", err);
     float *fa = ked_malloc(sizeof(float) * (size_t)C * n, "patch", err);
@@ -327,12 +345,10 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     for (int li = 0; li < NL; li++) {
         int l = layers[li];
         if ((st = keys_at(m, cs, n, l, K, err))) goto done;
-        for (int j = 0; j < n; j++) {
-            ked_hook_point pt = KED_HOOK_RESID_OUT;
-            if ((st = edit_capture_at(m, &cs[j].bare, 1, zL, &pt, &cur, 1, err))) goto done;
+        if ((st = bare_outputs_at(m, cs, n, zL, cur, err))) goto done;
+        for (int j = 0; j < n; j++)
             for (int c = 0; c < C; c++)
-                R[(size_t)c * n + j] = ((double)z[(size_t)c * n + j] - cur[c]) / (NL - li);
-        }
+                R[(size_t)c * n + j] = ((double)z[(size_t)c * n + j] - cur[(size_t)j * C + c]) / (NL - li);
         ked_stats_free(&S);
         if ((st = edit_stats_layer(m, tok, hp, o, l, &S, err))) goto done;
         if (info && li == 0) snprintf(info->stats_source, sizeof info->stats_source, "%s", S.source);
