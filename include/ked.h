@@ -254,7 +254,7 @@ typedef struct ked_run ked_run;
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err);
 // The same with everything that sizes a run (ked_run_new(m, B, T, S, bw) is
-// ked_run_new_opts(m, &(ked_run_opts){B, T, S, bw, 0, 0, NULL})). A run's memory is mapped when
+// ked_run_new_opts(m, &(ked_run_opts){B, T, S, bw, 0, 0, NULL, 0})). A run's memory is mapped when
 // it is made and given back to the system when it is freed; pages a run never touches (the
 // logits of rows never asked for) cost nothing.
 typedef struct {
@@ -267,6 +267,8 @@ typedef struct {
     const ked_run *kv_from; // or NULL: use that run's key/value cache (same model, B and S; it
                            // must outlive this run): a forward-only run can prefill, in one wide
                            // pass, the cache that a narrow backward run then continues
+    int dlogits_in_logits; // ked_run_dlogits is the logits buffer itself: a loss that reads each
+                           // logit row before writing its gradient row halves the logit memory
 } ked_run_opts;
 ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run **out,
                             ked_error *err);

@@ -157,7 +157,7 @@ static ked_status vrows_prefill(const ked_model *m, ked_run *r, const vrows *v, 
     if (!ids || !p0) { st = KED_ERR_NOMEM; goto done; }
     for (int b = 0; b < B; b++)
         for (int t = 0; t < Tp; t++) ids[(size_t)b * Tp + t] = t < v->p0[b] ? v->tok[b][t] : v->tok[b][0];
-    ked_run_opts ro = {B, Tp, v->S, 0, 1, 0, r};
+    ked_run_opts ro = {B, Tp, v->S, 0, 1, 0, r, 0};
     if ((st = ked_run_new_opts(m, &ro, &rp, err))) goto done;
     ked_forward_opts fo = ked_forward_defaults();
     fo.row_pos0 = p0; // all 0: rows whose lookup token is their first have nothing to prefill
@@ -170,23 +170,33 @@ done:
     return st;
 }
 
-// request j's loss at this step, its gradient into dlogits; returns the loss
+// request j's loss at this step, its gradient into dlogits; returns the loss. delta (np, C) and
+// ti_norm (np): the request's deltas and the norms of their target_init. nll_factor scales the
+// NLL term (PMET's nll_loss_factor; 1 otherwise). *all_top: every target token is the argmax
+// of its position in every template row (PMET's max_prob == prob).
 static float vstar_loss(const ked_hparams *hp, const edit_case *c, const float *logits, float *dl,
-                        int V, float *kl_init, int first, const float *delta, int C,
-                        double ti_norm, float *lp, vstar_result *res) {
+                        int V, float *kl_init, int first, const float *delta, int C, int np,
+                        const double *ti_norm, float nll_factor, float *lp, int *all_top,
+                        vstar_result *res) {
     int nt = c->n_target, nr = c->n_ctx;
     double nll = 0;
     float gs = 1.0f / ((float)nt * (float)nr);
+    if (nll_factor != 1.0f) gs *= nll_factor;
+    *all_top = 1;
     for (int q = 0; q < nr * nt; q++) {
         const float *z = logits + (size_t)q * V;
         float *dz = dl + (size_t)q * V;
         int tg = c->target[q % nt];
         log_softmax_row(lp, z, V);
         nll -= lp[tg];
-        for (int v = 0; v < V; v++) dz[v] = expf(lp[v]) * gs;
+        for (int v = 0; v < V; v++) {
+            dz[v] = expf(lp[v]) * gs;
+            if (lp[v] > lp[tg]) *all_top = 0;
+        }
         dz[tg] -= gs;
     }
     nll /= (double)nt * nr;
+    if (nll_factor != 1.0f) nll *= nll_factor;
     // KL(p_now || p_init) at the KL row
     const float *z = logits + (size_t)nr * nt * V;
     float *dz = dl + (size_t)nr * nt * V;
@@ -197,8 +207,11 @@ static float vstar_loss(const ked_hparams *hp, const edit_case *c, const float *
     for (int v = 0; v < V; v++)
         dz[v] = (float)(hp->kl_factor * exp((double)lp[v]) * (((double)lp[v] - kl_init[v]) - kl));
     kl *= hp->kl_factor;
-    double dn = edit_norm2(delta, C);
-    double wd = ti_norm > 0 ? hp->v_weight_decay * dn / (ti_norm * ti_norm) : 0;
+    double wd = 0;
+    for (int p = 0; p < np; p++) {
+        double dn = edit_norm2(delta + (size_t)p * C, C);
+        if (ti_norm[p] > 0) wd += hp->v_weight_decay * dn / (ti_norm[p] * ti_norm[p]);
+    }
     res->nll_last = (float)nll;
     res->kl_last = (float)kl;
     return (float)(nll + kl + wd);
@@ -210,6 +223,12 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     const ked_config *cfg = ked_model_config(m);
     int C = cfg->d_model, V = cfg->vocab, F = cfg->d_ff;
     int full = vo && vo->full;
+    // the points deltas are added at: vo->points, or hp->v_point alone
+    int np = vo && vo->n_points > 0 ? vo->n_points : 1;
+    ked_hook_point pts[VSTAR_MAX_POINTS];
+    if (np > VSTAR_MAX_POINTS)
+        return ked_fail(err, KED_ERR_ARG, "v*: %d hook points (at most %d)", np, VSTAR_MAX_POINTS);
+    for (int p = 0; p < np; p++) pts[p] = vo && vo->n_points > 0 ? vo->points[p] : hp->v_point;
     memset(res, 0, sizeof *res * (size_t)n);
     if (layer < 0 || layer >= cfg->n_layer)
         return ked_fail(err, KED_ERR_ARG, "edit layer %d outside the model's layers 0..%d", layer,
@@ -217,49 +236,66 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     if (hp->v_num_grad_steps < 1)
         return ked_fail(err, KED_ERR_ARG, "%s: v_num_grad_steps %d must be at least 1", hp->source,
                         hp->v_num_grad_steps);
-    if (hook_width(cfg, hp->v_point) != C)
-        return ked_fail(err, KED_ERR_ARG, "v*: hook point %s is not d_model wide",
-                        ked_hook_point_name(hp->v_point));
+    for (int p = 0; p < np; p++) {
+        if (hook_width(cfg, pts[p]) != C)
+            return ked_fail(err, KED_ERR_ARG, "v*: hook point %s is not d_model wide",
+                            ked_hook_point_name(pts[p]));
+        for (int q = 0; q < p; q++)
+            if (pts[q] == pts[p])
+                return ked_fail(err, KED_ERR_ARG, "v*: hook point %s given twice",
+                                ked_hook_point_name(pts[p]));
+    }
     if (n < 1) return ked_fail(err, KED_ERR_ARG, "v*: no requests");
+    int pmet = vo && vo->pmet_rule;
     vrows v;
     ked_status st = vrows_build(cfg, cs, n, full, &v, err);
     int B = v.B;
+    size_t BC = (size_t)B * C;
     int *row = ked_malloc(sizeof(int) * (size_t)B, "v* batch", err);
-    float *add = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
-    float *cap = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
-    float *grad = ked_calloc((size_t)B * C, sizeof(float), "v* batch", err);
+    // per point: what is added, captured, and the gradient there, (B, C) each
+    float *add = ked_calloc(BC * np, sizeof(float), "v* batch", err);
+    float *cap = ked_calloc(BC * np, sizeof(float), "v* batch", err);
+    float *grad = ked_calloc(BC * np, sizeof(float), "v* batch", err);
     float *keys = (vo && (vo->key_mean || vo->key_row0))
                       ? ked_calloc((size_t)B * F, sizeof(float), "v* keys", err) : NULL;
     float *g = ked_calloc((size_t)C, sizeof(float), "v* batch", err);
     float *kl_init = ked_malloc(sizeof(float) * (size_t)V * n, "v* batch", err);
     float *lp = ked_malloc(sizeof(float) * (size_t)V, "v* batch", err);
-    double *ti_norm = ked_calloc((size_t)n, sizeof(double), "v* batch", err);
+    double *ti_norm = ked_calloc((size_t)n * np, sizeof(double), "v* batch", err);
+    float *nll_factor = ked_malloc(sizeof(float) * (size_t)n, "v* batch", err);
     int *done_j = ked_calloc((size_t)n, sizeof(int), "v* batch", err);
-    edit_adam *adam = ked_calloc((size_t)n, sizeof *adam, "v* batch", err);
+    edit_adam *adam = ked_calloc((size_t)n * np, sizeof *adam, "v* batch", err); // (n, np)
     ked_run *r = NULL;
     if (st) goto done;
     if (!row || !add || !cap || !grad || (vo && (vo->key_mean || vo->key_row0) && !keys) || !g ||
-        !kl_init || !lp || !ti_norm || !done_j || !adam) { st = KED_ERR_NOMEM; goto done; }
+        !kl_init || !lp || !ti_norm || !nll_factor || !done_j || !adam) { st = KED_ERR_NOMEM; goto done; }
     for (int b = 0; b < B; b++) row[b] = b;
-    int shift = !full && (hp->v_point == KED_HOOK_MLP_OUT || hp->v_point == KED_HOOK_RESID_OUT) &&
+    for (int j = 0; j < n; j++) nll_factor[j] = pmet ? hp->nll_loss_factor : 1.0f;
+    // one delta on the MLP's output or on the layer's output is a delta on the residual entering
+    // layer+1: the steps start there. A delta on the attention's output (PMET) is inside the
+    // layer: the steps start at the layer itself.
+    int shift = !full && np == 1 && (pts[0] == KED_HOOK_MLP_OUT || pts[0] == KED_HOOK_RESID_OUT) &&
                 layer + 1 < cfg->n_layer;
     int from = layer + shift; // the layer the steps start at and the backward stops at
     ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, from, NULL};
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     for (int j = 0; j < n; j++) {
-        res[j].target_init = ked_calloc((size_t)C, sizeof(float), "v*", err);
-        res[j].delta = ked_calloc((size_t)C, sizeof(float), "v*", err);
+        res[j].n_points = np;
+        res[j].target_init = ked_calloc((size_t)C * np, sizeof(float), "v*", err);
+        res[j].delta = ked_calloc((size_t)C * np, sizeof(float), "v*", err);
         if (!res[j].target_init || !res[j].delta) { st = KED_ERR_NOMEM; goto done; }
-        if ((st = edit_adam_init(&adam[j], C, hp->v_lr, 0.0f, err))) goto done;
+        for (int p = 0; p < np; p++)
+            if ((st = edit_adam_init(&adam[(size_t)j * np + p], C, hp->v_lr, 0.0f, err))) goto done;
     }
     if (!full && v.Tp > 0 && (st = vrows_prefill(m, r, &v, err))) goto done;
 
-    // the delta goes where v_point says; when that is the MLP's output or the layer's output it
-    // equals adding it to the residual entering the next layer, and the steps after the first
-    // then start there (layer L itself is not recomputed); target_init is still read at v_point
-    ked_hook hooks[3] = {{hp->v_point, layer, B, row, v.site, add, cap, grad},
-                         {KED_HOOK_MLP_KEY, layer, B, row, v.site, NULL, keys, NULL},
-                         {hp->v_point, layer, B, row, v.site, NULL, cap, NULL}};
+    // a delta per point where it says; shifted, the one delta goes to the residual entering the
+    // next layer (layer L itself is not recomputed) and target_init is still read at its point
+    ked_hook hooks[VSTAR_MAX_POINTS + 2];
+    for (int p = 0; p < np; p++)
+        hooks[p] = (ked_hook){pts[p], layer, B, row, v.site, add + BC * p, cap + BC * p, grad + BC * p};
+    ked_hook key_hook = {KED_HOOK_MLP_KEY, layer, B, row, v.site, NULL, keys, NULL};
+    ked_hook init_hook = {pts[0], layer, B, row, v.site, NULL, cap, NULL};
     if (shift) {
         hooks[0].point = KED_HOOK_RESID_IN;
         hooks[0].layer = layer + 1;
@@ -267,18 +303,20 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     }
     int steps = hp->v_num_grad_steps, left = n;
     for (int it = 0; it < steps && left > 0; it++) {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i <= cs[j].n_ctx; i++)
-                memcpy(add + (size_t)(v.row0[j] + i) * C, res[j].delta, sizeof(float) * C);
+        for (int p = 0; p < np; p++)
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i <= cs[j].n_ctx; i++)
+                    memcpy(add + BC * p + (size_t)(v.row0[j] + i) * C, res[j].delta + (size_t)p * C,
+                           sizeof(float) * C);
         // the first forward also captures: the keys, and target_init when shifted
-        ked_hook first[3];
+        ked_hook first[VSTAR_MAX_POINTS + 2];
         int nh = 0;
-        first[nh++] = hooks[0];
-        if (keys) first[nh++] = hooks[1];
-        if (shift) first[nh++] = hooks[2];
+        for (int p = 0; p < np; p++) first[nh++] = hooks[p];
+        if (keys) first[nh++] = key_hook;
+        if (shift) first[nh++] = init_hook;
         ked_forward_opts fo = ked_forward_defaults();
         fo.hooks = it == 0 ? first : hooks;
-        fo.n_hooks = it == 0 ? nh : 1;
+        fo.n_hooks = it == 0 ? nh : np;
         fo.logit_idx = v.lidx;
         fo.n_logit = v.n_logit;
         if (!full) {
@@ -294,21 +332,37 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
         for (int j = 0; j < n; j++) {
             const edit_case *c = &cs[j];
             int k0 = v.lg0[j], nlj = c->n_ctx * c->n_target + 1;
-            if (it == 0) {
-                memcpy(res[j].target_init, cap + (size_t)v.row0[j] * C, sizeof(float) * C);
-                ti_norm[j] = edit_norm2(res[j].target_init, C);
-            }
+            double *tn = ti_norm + (size_t)j * np;
+            if (it == 0)
+                for (int p = 0; p < np; p++) {
+                    float *ti = res[j].target_init + (size_t)p * C;
+                    memcpy(ti, cap + BC * p + (size_t)v.row0[j] * C, sizeof(float) * C);
+                    tn[p] = edit_norm2(ti, C);
+                }
             if (done_j[j]) {
                 memset(dl + (size_t)k0 * V, 0, sizeof(float) * (size_t)nlj * V);
                 continue;
             }
+            int all_top = 0;
             float loss = vstar_loss(hp, c, logits + (size_t)k0 * V, dl + (size_t)k0 * V, V,
-                                    kl_init + (size_t)j * V, it == 0, res[j].delta, C, ti_norm[j],
-                                    lp, &res[j]);
+                                    kl_init + (size_t)j * V, it == 0, res[j].delta, C, np, tn,
+                                    nll_factor[j], lp, &all_top, &res[j]);
             if (it < 256) res[j].loss[it] = loss;
             res[j].n_steps = it + 1;
             if (o && o->on_step && j == 0) o->on_step(it, loss, o->user);
-            if (loss < 5e-2f || it == steps - 1) {
+            int stop = loss < 5e-2f;
+            if (!stop && pmet) {
+                // EasyEdit's PMET compute_zs: once every target token is the argmax, the NLL's
+                // weight drops to a tenth (from the next step on) and the optimisation ends when
+                // kl_factor * KL <= 0.01; otherwise the weight is back to nll_loss_factor
+                if (all_top) {
+                    nll_factor[j] = 0.1f * hp->nll_loss_factor;
+                    if (res[j].kl_last <= 0.01f) stop = 1;
+                } else {
+                    nll_factor[j] = hp->nll_loss_factor;
+                }
+            }
+            if (stop || it == steps - 1) {
                 done_j[j] = 1;
                 left--;
                 // its rows must not move the others' deltas: no gradient from them
@@ -340,33 +394,37 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
         if ((st = ked_backward(m, r, err))) goto done;
         for (int j = 0; j < n; j++) {
             if (done_j[j]) continue;
-            double dn = edit_norm2(res[j].delta, C);
-            for (int x = 0; x < C; x++) {
-                double s = 0;
-                for (int i = 0; i <= cs[j].n_ctx; i++) s += grad[(size_t)(v.row0[j] + i) * C + x];
-                g[x] = (float)s;
-                if (dn > 0 && ti_norm[j] > 0)
-                    g[x] += (float)(hp->v_weight_decay * res[j].delta[x] / (dn * ti_norm[j] * ti_norm[j]));
+            for (int p = 0; p < np; p++) {
+                float *d = res[j].delta + (size_t)p * C;
+                double tn = ti_norm[(size_t)j * np + p];
+                double dn = edit_norm2(d, C);
+                for (int x = 0; x < C; x++) {
+                    double s = 0;
+                    for (int i = 0; i <= cs[j].n_ctx; i++) s += grad[BC * p + (size_t)(v.row0[j] + i) * C + x];
+                    g[x] = (float)s;
+                    if (dn > 0 && tn > 0)
+                        g[x] += (float)(hp->v_weight_decay * d[x] / (dn * tn * tn));
+                }
+                edit_adam_step(&adam[(size_t)j * np + p], d, g);
+                double max_norm = hp->clamp_norm_factor * tn, nn = edit_norm2(d, C);
+                if (nn > max_norm)
+                    for (int x = 0; x < C; x++) d[x] = d[x] * (float)max_norm / (float)nn;
             }
-            edit_adam_step(&adam[j], res[j].delta, g);
-            double max_norm = hp->clamp_norm_factor * ti_norm[j], nn = edit_norm2(res[j].delta, C);
-            if (nn > max_norm)
-                for (int x = 0; x < C; x++) res[j].delta[x] = res[j].delta[x] * (float)max_norm / (float)nn;
         }
     }
 done:
-    for (int j = 0; adam && j < n; j++) edit_adam_free(&adam[j]);
+    for (int j = 0; adam && j < n * np; j++) edit_adam_free(&adam[j]);
     ked_run_free(r);
     vrows_free(&v);
     free(row); free(add); free(cap); free(grad); free(keys); free(g); free(kl_init); free(lp);
-    free(ti_norm); free(done_j); free(adam);
+    free(ti_norm); free(nll_factor); free(done_j); free(adam);
     if (st) for (int j = 0; j < n; j++) vstar_result_free(&res[j]);
     return st;
 }
 
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer, int full,
                       const ked_edit_opts *o, vstar_result *res, ked_error *err) {
-    vstar_opts vo = {full, NULL, NULL, NULL};
+    vstar_opts vo = {full, NULL, NULL, NULL, 0, {0}, 0};
     return edit_vstar_run(m, hp, c, 1, layer, &vo, o, res, err);
 }
 

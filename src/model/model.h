@@ -146,6 +146,7 @@ struct ked_run {
     int att_S;                   // key positions per att row in the last forward (its stride)
     int *kv_len;                 // (B) positions of each row's key/value cache that are written
     int kv_borrowed;             // k, v of every layer and kv_len belong to another run
+    int dlogits_in_logits;       // dlogits == logits
     int *key_len;                // (B)
     int *ids;                    // (B, T) of the last forward
     int *len;                    // (B)

@@ -83,7 +83,7 @@ static void layout(ked_run *r, carver *cv) {
         r->wscratch = carve(cv, need);
     }
     if (r->backward) {
-        r->dlogits = carve(cv, NL * V);
+        r->dlogits = r->dlogits_in_logits ? r->logits : carve(cv, NL * V);
         r->d_resid = carve(cv, N * C); r->d_h = carve(cv, N * C); r->d_mid = carve(cv, N * C);
         r->d_atty = carve(cv, N * HD); r->d_q = carve(cv, N * HD);
         r->d_k = carve(cv, B * S * KVD); r->d_v = carve(cv, B * S * KVD);
@@ -94,7 +94,7 @@ static void layout(ked_run *r, carver *cv) {
 
 ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ked_run **out,
                        ked_error *err) {
-    ked_run_opts o = {B, T, S, backward, 0, 0, NULL};
+    ked_run_opts o = {B, T, S, backward, 0, 0, NULL, 0};
     return ked_run_new_opts(m, &o, out, err);
 }
 
@@ -124,6 +124,7 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
     r->max_logits = o->max_logits > 0 ? o->max_logits : B * T;
     r->backward_from = backward ? o->backward_from : 0;
     r->kv_borrowed = src != NULL;
+    r->dlogits_in_logits = o->dlogits_in_logits;
     size_t N = (size_t)B * T;
     r->L = ked_calloc((size_t)m->cfg.n_layer, sizeof(layer_acts), "run layers", err);
     r->key_len = ked_calloc((size_t)B, sizeof(int), "run", err);
