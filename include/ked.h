@@ -572,6 +572,7 @@ typedef struct {
     char rewrite_tmp[128];    // rewrite_module_tmp as written (names EasyEdit's .npz files)
     float emmet_lambda, update_norm_lambda;   // EMMET
     float nullspace_threshold, L2;            // AlphaEdit
+    float nll_loss_factor;    // PMET: the weight of the NLL term of its z optimisation
 } ked_hparams;
 
 // ked_hparams_defaults: values derived from the model for a method (design.md §3b).

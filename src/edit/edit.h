@@ -138,9 +138,12 @@ void edit_adam_free(edit_adam *a);
 
 /* ---- the v* optimisation (vstar.c) -------------------------------------------------------------- */
 
+#define VSTAR_MAX_POINTS 2
 typedef struct {
-    float *target_init;       // (C) the activation at ctx[0]'s lookup before any change
-    float *delta;             // (C) the optimised delta
+    float *target_init;       // (P, C) the activation at ctx[0]'s lookup before any change, per
+                              // hook point (P = 1 but with vstar_opts.points)
+    float *delta;             // (P, C) the optimised deltas
+    int n_points;             // P
     int n_steps;
     float loss[256];
     float nll_last, kl_last;
@@ -155,10 +158,18 @@ typedef struct {
     float *key_row0;          // (n, F): mlp_key at `layer` at ctx[0]'s lookup token
     float *value_mean;        // (n, C): the mean over the template rows of hp->v_point at the
                               // lookup token before any delta (R-ROME's v0 when it is mlp_out)
+    int n_points;             // > 0: a delta at each of points[] of `layer` instead of hp->v_point
+    ked_hook_point points[VSTAR_MAX_POINTS]; // (PMET: mlp_out and attn_out), optimised jointly:
+                              // wd sums ||delta_p|| / ||target_init_p||^2, each delta is clamped
+                              // to clamp_norm_factor ||target_init_p||
+    int pmet_rule;            // EasyEdit PMET compute_zs: the NLL weighted by hp->nll_loss_factor,
+                              // a tenth of it once every target token is the argmax, and then
+                              // the end when kl_factor * KL <= 0.01
 } vstar_opts;
 // edit_vstar_run: EasyEdit's compute_v / compute_z (easyedit-reference.md §2.0) at hp->v_point of
 // `layer` for n requests at once: one forward/backward per step over all their rows, a delta,
-// Adam state and early stop per request; res (n). vo may be NULL.
+// Adam state and early stop per request; res (n). vo may be NULL. With vo->points the deltas of
+// PMET's compute_zs (a delta per point and request).
 ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                           int layer, const vstar_opts *vo, const ked_edit_opts *o,
                           vstar_result *res, ked_error *err);

@@ -65,7 +65,7 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
         // v*; its first forward also hands back k* and, when ctx[0] is the bare prompt (the "{}"
         // template), ROME's k0 and v0 (R-ROME's are the template means, which it has too)
         vstar_result_free(&vs);
-        vstar_opts vo = {0, kstar, k0, rrome ? v0 : NULL};
+        vstar_opts vo = {.key_mean = kstar, .key_row0 = k0, .value_mean = rrome ? v0 : NULL};
         if ((st = edit_vstar_run(m, hp, c, 1, L, &vo, o, &vs, err))) goto done;
         for (int j = 0; j < C; j++) vstar[j] = vs.target_init[j] + vs.delta[j];
         double kn = 0;

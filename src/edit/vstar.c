@@ -277,7 +277,8 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     int shift = !full && np == 1 && (pts[0] == KED_HOOK_MLP_OUT || pts[0] == KED_HOOK_RESID_OUT) &&
                 layer + 1 < cfg->n_layer;
     int from = layer + shift; // the layer the steps start at and the backward stops at
-    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, from, NULL};
+    // the loss reads each logit row before writing its gradient there: one buffer for both
+    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, from, NULL, 1};
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     for (int j = 0; j < n; j++) {
         res[j].n_points = np;
@@ -424,7 +425,7 @@ done:
 
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer, int full,
                       const ked_edit_opts *o, vstar_result *res, ked_error *err) {
-    vstar_opts vo = {full, NULL, NULL, NULL, 0, {0}, 0};
+    vstar_opts vo = {.full = full};
     return edit_vstar_run(m, hp, c, 1, layer, &vo, o, res, err);
 }
 
