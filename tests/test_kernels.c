@@ -628,6 +628,28 @@ static double act_loss(void *p) {
     return dot_d(c->out, c->R, c->n);
 }
 
+// kernels.h's kexpf / ktanhf against libm in double, and their edge values
+static void test_vector_math(void) {
+    printf("kexpf / ktanhf\n");
+    double me = 0, mt = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + (float)i * (88.0f + 87.0f) / 200000; // -87 .. 88
+        double e = exp((double)x);
+        me = fmax(me, fabs(kexpf(x) - e) / e);
+        float u = -12.0f + (float)i * 24.0f / 200000;
+        mt = fmax(mt, fabs(ktanhf(u) - tanh((double)u)));
+    }
+    printf("  kexpf max rel err %.2e, ktanhf max abs err %.2e\n", me, mt);
+    CHECK(me <= 2e-7 && mt <= 3e-7, "kexpf %.3e / ktanhf %.3e", me, mt);
+    CHECK(kexpf(-INFINITY) == 0 && kexpf(-100) == 0 && kexpf(0) == 1 && isnan(kexpf(NAN)) &&
+              ktanhf(INFINITY) == 1 && ktanhf(-INFINITY) == -1 && ktanhf(0) == 0,
+          "kexpf/ktanhf edge values");
+    float x[37];
+    for (int i = 0; i < 37; i++) x[i] = (float)((i * 7919) % 37) - 18.0f;
+    float m5 = fmaxf(fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3])), x[4]);
+    CHECK(kmax_row(x, 37) == 18.0f && kmax_row(x, 5) == m5, "kmax_row");
+}
+
 static void test_activations(void) {
     printf("gelu / swiglu\n");
     size_t n = 64;
@@ -786,6 +808,16 @@ static void test_losses(void) {
     CHECK(fabs(kl1 - rkl) <= 1e-5 * fabs(rkl) && kl1 == kl2, "kl large: %f %f vs %f", kl1, kl2,
           rkl);
 
+    // the gradient written over the logits (dlogits == logits): the same loss and gradient
+    float *lq2 = copy(lq, (size_t)Nb * Vb), *lq3 = copy(lq, (size_t)Nb * Vb);
+    float ce3 = crossentropy_forward_backward(lq2, lq2, tb, Nb, Vb, 1.0f);
+    crossentropy_forward_backward(g1, lq, tb, Nb, Vb, 1.0f);
+    float kl3 = kl_forward_backward(lq3, lp, lq3, Nb, Vb, 1.0f);
+    CHECK(ce3 == ce1 && !memcmp(lq2, g1, (size_t)Nb * Vb * 4), "ce in place differs");
+    kl_forward_backward(g1, lp, lq, Nb, Vb, 1.0f);
+    CHECK(kl3 == kl1 && !memcmp(lq3, g1, (size_t)Nb * Vb * 4), "kl in place differs");
+    free(lq2); free(lq3);
+
     // log_softmax_row, in place too
     float row[6] = {1, -2, 300, 0.5f, 299, -1e3f}, ls[6];
     log_softmax_row(ls, row, 6);
@@ -847,7 +879,7 @@ static void test_matmul_w16(void) {
 int main(void) {
     double t0 = now_s(), t = t0;
     void (*tests[])(void) = {test_matmul, test_matmul_w16, test_norms,      test_rope,
-                             test_attention, test_activations, test_losses};
+                             test_attention, test_vector_math, test_activations, test_losses};
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         tests[i]();
         printf("  (%.2f s)\n", now_s() - t);

@@ -61,16 +61,18 @@ static void att_rows_forward_(float *out, int out_rs, float *att, const float *q
         // keys of this row: [lo, hi), hi = p + 1 (p < key_len <= S on valid rows)
         int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, hi = p + 1;
         // att[i][s] = softmax over allowed s of preatt[i][s], 0 elsewhere
-        float mx = -INFINITY;
-        for (int s = lo; s < hi; s++) mx = a[s] > mx ? a[s] : mx;
+        // (kexpf and `omp simd` sums: vectorised, in a fixed order for a given build)
+        float mx = kmax_row(a + lo, hi - lo);
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int s = lo; s < hi; s++) {
-            float e = expf(a[s] - mx);
+            float e = kexpf(a[s] - mx);
             a[s] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
         for (int s = 0; s < lo; s++) a[s] = 0.0f;
+#pragma omp simd
         for (int s = lo; s < hi; s++) a[s] *= inv;
         for (int s = hi; s < S; s++) a[s] = 0.0f;
     }

@@ -1,10 +1,11 @@
 // kernels_loss.c: the scalar losses, each computing its value and (optionally) its gradient in
-// one pass over the logits: masked cross-entropy, KL(p || q), and one-row log-softmax.
+// a pass or two over each row (max, exps written while summed, scaled): masked cross-entropy,
+// KL(p || q), and one-row log-softmax.
 // logits (N, V). Rows run in parallel in fixed contiguous blocks, one per thread; each thread
 // sums its rows in order into its own double and the partials are added in thread order, so the
 // returned loss is deterministic for a given thread count (an OpenMP reduction is not).
 // The gradients are SET (=), not accumulated: they start the backward pass.
-// Rules (kernels.h): never allocate, never fail. Max-subtracted softmax, double accumulation.
+// Rules (kernels.h): never allocate, never fail. Max-subtracted softmax, double sums.
 #include <math.h>
 #include <omp.h>
 
@@ -13,13 +14,30 @@
 #define LOSS_MAX_THREADS 256 // partial sums live on the stack; more threads are not used
 #define LOSS_PAR_MIN ((size_t)1 << 15)
 
-// max and log(sum(exp(x - max))) + max of one row, in double
-static double row_logsumexp_(const float *x, int V) {
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+// The exps are kernels.h's kexpf in float (vectorised); the sums are double, accumulated in
+// `omp simd` lanes (a fixed order for a given build, whatever the thread count).
+
+// sum_i exp(x[i] - mx); the exps are also stored into e (V) when it is not NULL
+static double row_sumexp_(float *e, const float *x, float mx, int V) {
     double s = 0.0;
-    for (int i = 0; i < V; i++) s += exp((double)x[i] - mx);
-    return mx + log(s);
+    if (e) {
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < V; i++) {
+            float ei = kexpf(x[i] - mx);
+            e[i] = ei;
+            s += ei;
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < V; i++) s += kexpf(x[i] - mx);
+    }
+    return s;
+}
+
+// log(sum(exp(x))) of one row, max-subtracted
+static double row_logsumexp_(const float *x, int V) {
+    float mx = kmax_row(x, V);
+    return mx + log(row_sumexp_(NULL, x, mx, V));
 }
 
 void log_softmax_row(float *out, const float *logits, int V) {
@@ -56,10 +74,15 @@ float crossentropy_forward_backward(float *dlogits, const float *logits, const i
                     for (int i = 0; i < V; i++) dx[i] = 0.0f;
                 continue;
             }
-            double lse = row_logsumexp_(x, V);
-            acc += lse - x[y];
+            // one pass writes e = exp(x - max) into dx while summing, a second scales it
+            // (dx may be x itself: x[y] is read first, every other x[i] before dx[i] is written)
+            float mx = kmax_row(x, V), xy = x[y];
+            double se = row_sumexp_(dx, x, mx, V);
+            acc += mx + log(se) - xy;
             if (dx) {
-                for (int i = 0; i < V; i++) dx[i] = (float)exp(x[i] - lse) * gscale;
+                float g = (float)(gscale / se); // softmax[i] * gscale = e[i] * gscale / se
+#pragma omp simd
+                for (int i = 0; i < V; i++) dx[i] *= g;
                 dx[y] -= gscale;
             }
         }
@@ -90,14 +113,25 @@ float kl_forward_backward(float *dlogits_q, const float *logits_p, const float *
         double acc = 0.0;
         for (int n = n0; n < n1; n++) {
             const float *lp = logits_p + (size_t)n * V, *lq = logits_q + (size_t)n * V;
-            double lse_p = row_logsumexp_(lp, V), lse_q = row_logsumexp_(lq, V);
+            float lse_p = (float)row_logsumexp_(lp, V), lse_q = (float)row_logsumexp_(lq, V);
             float *dq = dlogits_q ? dlogits_q + (size_t)n * V : NULL;
-            for (int i = 0; i < V; i++) {
-                double logp = lp[i] - lse_p, logq = lq[i] - lse_q; // finite even when p -> 0
-                double p = exp(logp);
-                acc += p * (logp - logq);
-                if (dq) dq[i] = (float)(exp(logq) - p) * gscale;
+            double a = 0.0;
+            if (dq) {
+#pragma omp simd reduction(+ : a)
+                for (int i = 0; i < V; i++) {
+                    float logp = lp[i] - lse_p, logq = lq[i] - lse_q; // finite even when p -> 0
+                    float p = kexpf(logp);
+                    a += p * (logp - logq);
+                    dq[i] = (kexpf(logq) - p) * gscale;
+                }
+            } else {
+#pragma omp simd reduction(+ : a)
+                for (int i = 0; i < V; i++) {
+                    float logp = lp[i] - lse_p, logq = lq[i] - lse_q;
+                    a += kexpf(logp) * (logp - logq);
+                }
             }
+            acc += a;
         }
         part[tid] = acc;
     }
