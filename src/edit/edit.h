@@ -219,6 +219,14 @@ ked_status edit_memit_solve(int kind, const ked_hparams *hp, const ked_stats *S,
                             const double *R, int C, int n, const double *cache,
                             const ked_edit_opts *o, float *fa, float *fb, int *null_dim,
                             ked_error *err);
+// edit_memit_keys: K (F, n), column j = case j's mlp_key at layer l at the lookup token averaged
+// over its templates as EasyEdit's MEMIT family groups them (ctx[0] 1/2, the others share 1/2)
+ked_status edit_memit_keys(const ked_model *m, const edit_case *cs, int n, int l, double *K,
+                           ked_error *err);
+// edit_bare_outputs_at: cur (n, C) = point pt of layer zL at each case's bare prompt's lookup
+// token (batched forwards)
+ked_status edit_bare_outputs_at(const ked_model *m, const edit_case *cs, int n, int zL,
+                                ked_hook_point pt, float *cur, ked_error *err);
 // edit_memit_cases: MEMIT (kind 0), EMMET (1), AlphaEdit (2) on tokenised cases
 ked_status edit_memit_cases(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
                             const edit_case *cs, int n, int kind, const ked_edit_opts *o,

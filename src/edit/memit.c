@@ -158,18 +158,17 @@ static ked_status null_space(const ked_stats *s, double thr, const ked_edit_opts
 
 /* ---- keys ------------------------------------------------------------------------------------------ */
 
-// K (F, n) column j: case j's mlp_key at layer l averaged over its templates (EasyEdit's groups)
-// cur (n, C): resid_out of layer zL at each request's bare prompt's lookup token, in batches
-// (one forward per request would read the weights of layers 0..zL once per request)
-static ked_status bare_outputs_at(const ked_model *m, const edit_case *cs, int n, int zL,
-                                  float *cur, ked_error *err) {
+// cur (n, C): point pt (MEMIT: resid_out; PMET: mlp_out) of layer zL at each request's bare
+// prompt's lookup token, in batches (one forward per request would read the weights of layers
+// 0..zL once per request)
+ked_status edit_bare_outputs_at(const ked_model *m, const edit_case *cs, int n, int zL,
+                                ked_hook_point pt, float *cur, ked_error *err) {
     enum { ROWS = 32 };
     edit_seq seqs[ROWS];
     int C = m->cfg.d_model;
     for (int j0 = 0; j0 < n; j0 += ROWS) {
         int nb = n - j0 < ROWS ? n - j0 : ROWS;
         for (int j = 0; j < nb; j++) seqs[j] = cs[j0 + j].bare;
-        ked_hook_point pt = KED_HOOK_RESID_OUT;
         float *out = cur + (size_t)j0 * C;
         ked_status st = edit_capture_at(m, seqs, nb, zL, &pt, &out, 1, err);
         if (st) return st;
@@ -177,8 +176,9 @@ static ked_status bare_outputs_at(const ked_model *m, const edit_case *cs, int n
     return KED_OK;
 }
 
-static ked_status keys_at(const ked_model *m, const edit_case *cs, int n, int l, double *K,
-                          ked_error *err) {
+// K (F, n) column j: case j's mlp_key at layer l averaged over its templates (EasyEdit's groups)
+ked_status edit_memit_keys(const ked_model *m, const edit_case *cs, int n, int l, double *K,
+                           ked_error *err) {
     int F = m->cfg.d_ff;
     for (int j = 0; j < n; j++) {
         int nc = cs[j].n_ctx;
@@ -344,8 +344,8 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     }
     for (int li = 0; li < NL; li++) {
         int l = layers[li];
-        if ((st = keys_at(m, cs, n, l, K, err))) goto done;
-        if ((st = bare_outputs_at(m, cs, n, zL, cur, err))) goto done;
+        if ((st = edit_memit_keys(m, cs, n, l, K, err))) goto done;
+        if ((st = edit_bare_outputs_at(m, cs, n, zL, KED_HOOK_RESID_OUT, cur, err))) goto done;
         for (int j = 0; j < n; j++)
             for (int c = 0; c < C; c++)
                 R[(size_t)c * n + j] = ((double)z[(size_t)c * n + j] - cur[(size_t)j * C + c]) / (NL - li);
@@ -386,7 +386,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     }
     if (kind == 2) { // the keys on the edited model: this edit's share of cache_c
         for (int li = 0; li < NL; li++) {
-            if ((st = keys_at(m, cs, n, layers[li], K, err))) goto done;
+            if ((st = edit_memit_keys(m, cs, n, layers[li], K, err))) goto done;
             float *kd = ked_malloc(sizeof(float) * (size_t)F * n, "AlphaEdit keys", err);
             if (!kd) { st = KED_ERR_NOMEM; goto done; }
             for (size_t i = 0; i < (size_t)F * n; i++) kd[i] = (float)K[i];
