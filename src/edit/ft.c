@@ -7,13 +7,84 @@
 // For up to num_steps steps: stop when loss < 1e-2 (no step then); Adam(lr, weight_decay) step;
 // with norm_constraint eps > 0 every weight is clamped to [w0 - eps, w0 + eps]. The result is a
 // dense patch (w - w0) per trained tensor; the model is unchanged afterwards.
+// Cost (docs/performance.md, "Where FT-M's time goes"): a step is a forward of the prompt (+ the
+// target) and a backward down to the lowest trained layer, bound by reading the weights; the
+// layers below the lowest trained one run once (the first forward caches the residual entering
+// it, later ones start there), the logit rows are the scored ones only.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edit/edit.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #define FT_MAX_TENSORS (2 * KED_MAX_EDIT_LAYERS)
+
+// One Adam step on w (n) from grad (n) -- adam.c's edit_adam_step: the same float operations in
+// the same order (torch 1.13's), so the same result bit for bit when the compiler contracts
+// nothing (gcc with -std=c11) -- fused with the norm constraint (eps > 0: w clamped to
+// [w0 - eps, w0 + eps]) and the zeroing of grad for the next backward: one pass over the five
+// arrays instead of three, and vectorised (adam.c's loop is scalar: sqrtf's errno and the
+// weight-decay branch keep compilers from vectorising it; it took 10x longer).
+static void ft_adam_step(edit_adam *a, float *w, float *grad, const float *w0, float eps) {
+    // w, grad, w0, a->m, a->v: (a->n)
+    a->step++;
+    double b1 = a->beta1, b2 = a->beta2;
+    double bc1 = 1.0 - pow(b1, a->step), bc2 = 1.0 - pow(b2, a->step);
+    const float step_size = (float)(a->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    const float one_b1 = (float)(1.0 - b1), one_b2 = (float)(1.0 - b2);
+    const float wd = a->weight_decay, beta1 = a->beta1, beta2 = a->beta2, aeps = a->eps;
+    float *m = a->m, *v = a->v;
+    const int64_t n = a->n, blk = 4096;
+    #pragma omp parallel for if (n > 65536)
+    for (int64_t c = 0; c < (n + blk - 1) / blk; c++) {
+        int64_t i = c * blk, e = n - i < blk ? n : i + blk;
+#if defined(__AVX512F__)
+        const __m512 vwd = _mm512_set1_ps(wd), vb1 = _mm512_set1_ps(beta1);
+        const __m512 vb2 = _mm512_set1_ps(beta2), vo1 = _mm512_set1_ps(one_b1);
+        const __m512 vo2 = _mm512_set1_ps(one_b2), vbc = _mm512_set1_ps(bc2_sqrt);
+        const __m512 vae = _mm512_set1_ps(aeps), vss = _mm512_set1_ps(-step_size);
+        const __m512 ve = _mm512_set1_ps(eps);
+        for (; i + 16 <= e; i += 16) {
+            __m512 g = _mm512_loadu_ps(grad + i), p = _mm512_loadu_ps(w + i);
+            if (wd != 0.0f) g = _mm512_add_ps(g, _mm512_mul_ps(p, vwd));
+            __m512 mi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m + i), vb1),
+                                      _mm512_mul_ps(g, vo1));
+            __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), vb2),
+                                      _mm512_mul_ps(_mm512_mul_ps(g, g), vo2));
+            _mm512_storeu_ps(m + i, mi);
+            _mm512_storeu_ps(v + i, vi);
+            __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc), vae);
+            p = _mm512_add_ps(p, _mm512_mul_ps(vss, _mm512_div_ps(mi, den)));
+            if (eps > 0) { // p < lo ? lo : p > hi ? hi : p
+                __m512 o = _mm512_loadu_ps(w0 + i);
+                __m512 lo = _mm512_sub_ps(o, ve), hi = _mm512_add_ps(o, ve);
+                p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, lo, _CMP_LT_OQ), p, lo);
+                p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, hi, _CMP_GT_OQ), p, hi);
+            }
+            _mm512_storeu_ps(w + i, p);
+            _mm512_storeu_ps(grad + i, _mm512_setzero_ps());
+        }
+#endif
+        for (; i < e; i++) { // adam.c's loop, then the clamp
+            float g = grad[i];
+            if (wd != 0.0f) g = g + w[i] * wd;
+            m[i] = m[i] * beta1 + g * one_b1;
+            v[i] = v[i] * beta2 + g * g * one_b2;
+            float denom = sqrtf(v[i]) / bc2_sqrt + aeps;
+            float p = w[i] + (-step_size) * (m[i] / denom);
+            if (eps > 0) {
+                float lo = w0[i] - eps, hi = w0[i] + eps;
+                p = p < lo ? lo : p > hi ? hi : p;
+            }
+            w[i] = p;
+            grad[i] = 0.0f;
+        }
+    }
+}
 
 ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
                         const ked_edit_opts *o, ked_patch **out, ked_edit_info *info,
@@ -28,6 +99,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
                             hp->source, hp->layers[i], cfg->n_layer - 1);
     if (nt < 1) return ked_fail(err, KED_ERR_ARG, "FT: the target has no tokens");
     int T = target_new ? nb + nt - 1 : nb;
+    int low = hp->layers[0]; // the lowest trained layer: nothing below it changes between steps
+    for (int i = 1; i < hp->n_layers; i++) low = hp->layers[i] < low ? hp->layers[i] : low;
     if (cfg->pos == KED_POS_LEARNED && T > cfg->max_pos)
         return ked_fail(err, KED_ERR_ARG, "FT: %d tokens exceed the model's %d positions", T, cfg->max_pos);
 
@@ -73,7 +146,10 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
         lidx[j] = target_new ? nb - 1 + j : nb - 1;
         tgt[j] = c->target[j];
     }
-    if ((st = ked_run_new(m, 1, T, T, 1, &r, err))) goto done;
+    // logits only at the nl scored rows; no backward below the lowest trained layer
+    int nl = target_new ? nt : 1;
+    ked_run_opts ro = {.B = 1, .T = T, .S = T, .backward = 1, .max_logits = nl, .backward_from = low};
+    if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     if (info) {
         memset(info, 0, sizeof *info);
         snprintf(info->method, sizeof info->method, "%s", p->method);
@@ -83,7 +159,9 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     for (int it = 0; it < hp->num_steps; it++) {
         ked_forward_opts fo = ked_forward_defaults();
         fo.logit_idx = lidx;
-        fo.n_logit = target_new ? nt : 1;
+        fo.n_logit = nl;
+        if (low > 0 && it == 0) fo.cache_layer = low; // the residual entering layer low, once
+        else if (low > 0) fo.start_layer = low;
         if ((st = ked_forward(m, r, ids, 1, T, NULL, &fo, err))) goto done;
         float *logits = ked_run_logits(r, NULL), *dl = ked_run_dlogits(r);
         double loss = 0;
@@ -119,34 +197,25 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
         if (info && it < 256) { info->loss[it] = (float)loss; info->n_steps = it + 1; }
         if (o && o->on_step) o->on_step(it, (float)loss, o->user);
         if (loss < 1e-2) break;
-        for (int k = 0; k < nw; k++)
-            memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
+        if (it == 0) // later steps find the gradients zeroed by ft_adam_step
+            for (int k = 0; k < nw; k++)
+                memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
         if ((st = ked_backward(m, r, err))) goto done;
-        for (int k = 0; k < nw; k++) {
-            ked_param *q = tw[k].p;
-            edit_adam_step(&adam[k], q->w, q->grad);
-            if (hp->norm_constraint > 0) {
-                float eps = hp->norm_constraint;
-                for (int64_t i = 0; i < q->rows * q->cols; i++) {
-                    float lo = w0[k][i] - eps, hi = w0[k][i] + eps;
-                    q->w[i] = q->w[i] < lo ? lo : q->w[i] > hi ? hi : q->w[i];
-                }
-            }
-        }
+        for (int k = 0; k < nw; k++)
+            ft_adam_step(&adam[k], tw[k].p->w, tw[k].p->grad, w0[k], hp->norm_constraint);
     }
     for (int k = 0; k < nw; k++) { // delta = w - w0, into the patch
         ked_param *q = tw[k].p;
         int64_t n = q->rows * q->cols;
-        float *d = ked_malloc(sizeof(float) * (size_t)n, "FT delta", err);
-        if (!d) { st = KED_ERR_NOMEM; goto done; }
-        for (int64_t i = 0; i < n; i++) d[i] = q->w[i] - w0[k][i];
+        float *d = q->w; // the trained copy (freed by temp_weight_end) becomes the delta
+        const float *ref = w0[k];
+        #pragma omp parallel for if (n > 65536)
+        for (int64_t i = 0; i < n; i++) d[i] = d[i] - ref[i];
         int layer = -1, slot = -1;
         for (int l = 0; l < cfg->n_layer && layer < 0; l++)
             for (int s = 0; s < P_LAYER_COUNT; s++)
                 if (model_param(m, l, s) == q) { layer = l; slot = s; break; }
-        st = patch_add_dense(p, m, layer, slot, d, err);
-        free(d);
-        if (st) goto done;
+        if ((st = patch_add_dense(p, m, layer, slot, d, err))) goto done;
     }
     *out = p;
     p = NULL;
