@@ -80,10 +80,14 @@ static const char *get_type(json_t *o) {
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* ---- normalizers -------------------------------------------------------------------------- */
+// one entry of a tokenizer.json list-like component (normalizer, pre-tokenizer, decoder) whose
+// "type" is not "Sequence"
+typedef ked_status (*component_parser)(ctx *c, json_t *j, const char *type, const char *field);
 
-static ked_status parse_norm(ctx *c, json_t *j, const char *field) {
-    ked_tokenizer *t = c->t;
+// such a component: null (none), or an object with a "type"; a "Sequence" holds a list of them
+// under list_key, each parsed the same way (Sequences may nest)
+static ked_status parse_component(ctx *c, json_t *j, const char *field, const char *list_key,
+                                  component_parser one) {
     if (!j || json_is_null(j)) return KED_OK;
     if (!json_is_object(j)) return bad(c, field, "expected an object or null");
     const char *type = get_type(j);
@@ -92,17 +96,23 @@ static ked_status parse_norm(ctx *c, json_t *j, const char *field) {
         snprintf(f, sizeof f, "%s.type", field);
         return bad(c, f, "missing (expected a string)");
     }
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "normalizers");
-        snprintf(f, sizeof f, "%s.normalizers", field);
-        if (!json_is_array(a)) return bad(c, f, "expected an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            snprintf(f, sizeof f, "%s.normalizers[%zu]", field, i);
-            ked_status st = parse_norm(c, json_array_get(a, i), f);
-            if (st != KED_OK) return st;
-        }
-        return KED_OK;
+    if (strcmp(type, "Sequence")) return one(c, j, type, field);
+    json_t *a = json_object_get(j, list_key);
+    snprintf(f, sizeof f, "%s.%s", field, list_key);
+    if (!json_is_array(a)) return bad(c, f, "expected an array");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        snprintf(f, sizeof f, "%s.%s[%zu]", field, list_key, i);
+        ked_status st = parse_component(c, json_array_get(a, i), f, list_key, one);
+        if (st != KED_OK) return st;
     }
+    return KED_OK;
+}
+
+/* ---- normalizers -------------------------------------------------------------------------- */
+
+static ked_status parse_norm(ctx *c, json_t *j, const char *type, const char *field) {
+    ked_tokenizer *t = c->t;
+    char f[256];
     if (tok_grow((void **)&t->norm, &c->norm_cap, (size_t)t->n_norm + 1, sizeof *t->norm) != 0)
         return nomem(c);
     tok_norm *nm = &t->norm[t->n_norm];
@@ -189,27 +199,9 @@ static ked_status get_replacement(ctx *c, json_t *j, const char *field, char *ou
     return KED_OK;
 }
 
-static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
+static ked_status parse_pre(ctx *c, json_t *j, const char *type, const char *field) {
     ked_tokenizer *t = c->t;
-    if (!j || json_is_null(j)) return KED_OK;
-    if (!json_is_object(j)) return bad(c, field, "expected an object or null");
-    const char *type = get_type(j);
     char f[256];
-    if (!type) {
-        snprintf(f, sizeof f, "%s.type", field);
-        return bad(c, f, "missing (expected a string)");
-    }
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "pretokenizers");
-        snprintf(f, sizeof f, "%s.pretokenizers", field);
-        if (!json_is_array(a)) return bad(c, f, "expected an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            snprintf(f, sizeof f, "%s.pretokenizers[%zu]", field, i);
-            ked_status st = parse_pre(c, json_array_get(a, i), f);
-            if (st != KED_OK) return st;
-        }
-        return KED_OK;
-    }
     if (tok_grow((void **)&t->pre, &c->pre_cap, (size_t)t->n_pre + 1, sizeof *t->pre) != 0)
         return nomem(c);
     tok_pretok *p = &t->pre[t->n_pre];
@@ -287,27 +279,9 @@ static ked_status parse_pre(ctx *c, json_t *j, const char *field) {
 
 /* ---- decoders ----------------------------------------------------------------------------- */
 
-static ked_status parse_dec(ctx *c, json_t *j, const char *field) {
+static ked_status parse_dec(ctx *c, json_t *j, const char *type, const char *field) {
     ked_tokenizer *t = c->t;
-    if (!j || json_is_null(j)) return KED_OK;
-    if (!json_is_object(j)) return bad(c, field, "expected an object or null");
-    const char *type = get_type(j);
     char f[256];
-    if (!type) {
-        snprintf(f, sizeof f, "%s.type", field);
-        return bad(c, f, "missing (expected a string)");
-    }
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "decoders");
-        snprintf(f, sizeof f, "%s.decoders", field);
-        if (!json_is_array(a)) return bad(c, f, "expected an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            snprintf(f, sizeof f, "%s.decoders[%zu]", field, i);
-            ked_status st = parse_dec(c, json_array_get(a, i), f);
-            if (st != KED_OK) return st;
-        }
-        return KED_OK;
-    }
     if (tok_grow((void **)&t->dec, &c->dec_cap, (size_t)t->n_dec + 1, sizeof *t->dec) != 0)
         return nomem(c);
     tok_dec *d = &t->dec[t->n_dec];
@@ -584,12 +558,17 @@ static ked_status load(ctx *c, json_t *root) {
             return ked_fail(c->err, KED_ERR_UNSUPPORTED, "%s: %s: not supported (only null)", path,
                             f);
     }
+    static const struct {
+        const char *field, *list_key;
+        component_parser one;
+    } parts[3] = {{"normalizer", "normalizers", parse_norm},
+                  {"pre_tokenizer", "pretokenizers", parse_pre},
+                  {"decoder", "decoders", parse_dec}};
     ked_status st;
-    if ((st = parse_norm(c, json_object_get(root, "normalizer"), "normalizer")) != KED_OK)
-        return st;
-    if ((st = parse_pre(c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer")) != KED_OK)
-        return st;
-    if ((st = parse_dec(c, json_object_get(root, "decoder"), "decoder")) != KED_OK) return st;
+    for (int i = 0; i < 3; i++)
+        if ((st = parse_component(c, json_object_get(root, parts[i].field), parts[i].field,
+                                  parts[i].list_key, parts[i].one)) != KED_OK)
+            return st;
     if ((st = tok_finish(t, path, c->err)) != KED_OK) return st;
     json_t *unk = json_object_get(model, "unk_token");
     if (unk && !json_is_null(unk)) {
