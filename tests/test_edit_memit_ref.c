@@ -11,26 +11,10 @@
 #include "ked.h"
 #include "edit/edit.h"
 #include "io/safetensors.h"
+#include "fixture.h"
 
 static st_file *ref;
 
-static float *getf(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t) { fprintf(stderr, "fixture lacks %s\n", name); exit(1); }
-    float *out = malloc(sizeof(float) * (size_t)t->numel);
-    ked_error err;
-    if (st_to_f32(ref, t, out, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
-    if (numel) *numel = t->numel;
-    return out;
-}
-static int64_t *geti(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t || t->dtype != KED_I64) { fprintf(stderr, "fixture lacks I64 %s\n", name); exit(1); }
-    int64_t *out = malloc(sizeof(int64_t) * (size_t)t->numel);
-    memcpy(out, t->data, 8 * (size_t)t->numel);
-    if (numel) *numel = t->numel;
-    return out;
-}
 // max |a - b| / max |b|
 static double rel(const double *a, const float *b, size_t n) {
     double m = 0, s = 0;
@@ -54,14 +38,14 @@ static void stats_and_solves(void) {
     if (!m) return;
     int F = ked_model_config(m)->d_ff, Cd = ked_model_config(m)->d_model;
     int64_t nd = 0, nl = 0;
-    int64_t *ids64 = geti("docs.ids", &nd), *len64 = geti("docs.len", &nl);
+    int64_t *ids64 = fixture_i64(ref, "docs.ids", &nd), *len64 = fixture_i64(ref, "docs.len", &nl);
     int T = (int)(nd / nl), n_docs = (int)nl;
     int *ids = malloc(sizeof(int) * (size_t)nd), *lens = malloc(sizeof(int) * (size_t)nl);
     const int *docs[16];
     for (int64_t i = 0; i < nd; i++) ids[i] = (int)ids64[i];
     for (int i = 0; i < n_docs; i++) { lens[i] = (int)len64[i]; docs[i] = ids + (size_t)i * T; }
-    float *C0 = getf("stats.C0", NULL), *C1 = getf("stats.C1", NULL);
-    int64_t *cnt = geti("stats.count", NULL);
+    float *C0 = fixture_f32(ref, "stats.C0", NULL), *C1 = fixture_f32(ref, "stats.C1", NULL);
+    int64_t *cnt = fixture_i64(ref, "stats.count", NULL);
     int layers[2] = {0, 1};
     int bts[3] = {64, 100, 4096}; // one document per batch .. all of them at once (padding)
     for (int b = 0; b < 3; b++) {
@@ -102,7 +86,7 @@ static void stats_and_solves(void) {
     // the updates from the same K, R, C
     const st_tensor *hpt = NULL;
     (void)hpt;
-    float *Kf = getf("in.K", NULL), *Rf = getf("in.R", NULL), *ckf = getf("in.cache_keys", NULL);
+    float *Kf = fixture_f32(ref, "in.K", NULL), *Rf = fixture_f32(ref, "in.R", NULL), *ckf = fixture_f32(ref, "in.cache_keys", NULL);
     int n = 3;
     double *K = malloc(8 * (size_t)F * n), *R = malloc(8 * (size_t)Cd * n);
     double *cache = calloc((size_t)F * F, 8), *dW = malloc(8 * (size_t)Cd * F);
@@ -137,11 +121,11 @@ static void stats_and_solves(void) {
                 for (int r = 0; r < n; r++) v += (double)fa[i * n + r] * fb[j * n + r];
                 dW[(size_t)i * F + j] = v;
             }
-        float *want = getf(names[kind], NULL);
+        float *want = fixture_f32(ref, names[kind], NULL);
         double r = rel(dW, want, (size_t)Cd * F);
         printf("  %-12s rank-%d delta: rel max diff %.2e", names[kind], n, r);
         if (kind == 2) {
-            int64_t *wk = geti("alphaedit.null_dim", NULL);
+            int64_t *wk = fixture_i64(ref, "alphaedit.null_dim", NULL);
             printf(", null space %d of %d (reference %lld)", nk, F, (long long)wk[0]);
             CHECK(nk == wk[0], "null space %d vs %lld", nk, (long long)wk[0]);
             free(wk);
@@ -168,7 +152,7 @@ static void stats_and_solves(void) {
     float *kstar = malloc(4 * (size_t)F), *u = malloc(4 * (size_t)F);
     for (int i = 0; i < F; i++) kstar[i] = Kf[i * n];
     CHECK_OK(edit_rome_mom2(m, &hp, &eo, 1, kstar, u, &err), &err);
-    float *uw = getf("rome.u", NULL);
+    float *uw = fixture_f32(ref, "rome.u", NULL);
     double ud[4096];
     for (int i = 0; i < F; i++) ud[i] = u[i];
     double r = rel(ud, uw, (size_t)F);

@@ -9,30 +9,10 @@
 #include "ked.h"
 #include "edit/edit.h"
 #include "io/safetensors.h"
+#include "fixture.h"
 
 static st_file *ref;
 
-static float *getf(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t) { fprintf(stderr, "fixture lacks %s\n", name); exit(1); }
-    float *out = malloc(sizeof(float) * (size_t)t->numel);
-    ked_error err;
-    if (st_to_f32(ref, t, out, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
-    if (numel) *numel = t->numel;
-    return out;
-}
-static int *geti(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(ref, name);
-    if (!t || t->dtype != KED_I64) { fprintf(stderr, "fixture lacks I64 %s\n", name); exit(1); }
-    int *out = malloc(sizeof(int) * (size_t)t->numel);
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        out[i] = (int)v;
-    }
-    if (numel) *numel = t->numel;
-    return out;
-}
 
 // max |a - b| / max |b|
 static float rel(const float *a, const float *b, size_t n) {
@@ -50,7 +30,7 @@ static const char *fam; // "llama" or "gpt2": the fixture's key prefix
 static float *getfam(const char *name, int64_t *numel) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", fam, name);
-    return getf(key, numel);
+    return fixture_f32(ref, key, numel);
 }
 
 static int check_vec(const char *what, const float *got, const char *ref_name, size_t n, float tol) {
@@ -96,10 +76,10 @@ static void test_family(const char *dir) {
     int C = cfg->d_model, F = cfg->d_ff;
     // the case, from the fixture
     int64_t nctx, T;
-    int *cids = geti("ctx.ids", &T), *clen = geti("ctx.len", &nctx), *clk = geti("ctx.lookup", NULL);
+    int *cids = fixture_int(ref, "ctx.ids", &T), *clen = fixture_int(ref, "ctx.len", &nctx), *clk = fixture_int(ref, "ctx.lookup", NULL);
     T /= nctx;
     int64_t nkl, ntg;
-    int *klids = geti("kl.ids", &nkl), *kllk = geti("kl.lookup", NULL), *tg = geti("target", &ntg);
+    int *klids = fixture_int(ref, "kl.ids", &nkl), *kllk = fixture_int(ref, "kl.lookup", NULL), *tg = fixture_int(ref, "target", &ntg);
     edit_case c = {0};
     c.n_ctx = (int)nctx;
     c.ctx = calloc((size_t)nctx, sizeof *c.ctx);

@@ -8,31 +8,10 @@
 
 #include "ked.h"
 #include "io/safetensors.h"
+#include "fixture.h"
 
 static st_file *expect;
 
-// read an expected tensor as floats (or ints) into a malloc'd buffer
-static float *getf(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(expect, name);
-    if (!t) { fprintf(stderr, "fixture lacks %s\n", name); exit(1); }
-    float *out = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    ked_error err;
-    if (st_to_f32(expect, t, out, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
-    if (numel) *numel = t->numel;
-    return out;
-}
-static int *geti(const char *name, int64_t *numel) {
-    const st_tensor *t = st_find(expect, name);
-    if (!t || t->dtype != KED_I64) { fprintf(stderr, "fixture lacks I64 %s\n", name); exit(1); }
-    int *out = malloc(sizeof(int) * (size_t)t->numel);
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        out[i] = (int)v;
-    }
-    if (numel) *numel = t->numel;
-    return out;
-}
 
 // relative max error: max|a-b| / max(1e-6, max|b|)
 static float rel_err(const float *a, const float *b, size_t n, float *absmax) {
@@ -147,14 +126,14 @@ static void test_model(const char *dir) {
     if (!expect) { ked_model_free(m); return; }
     const ked_config *c = ked_model_config(m);
     int64_t n;
-    int *ids = geti("input_ids", &n);
-    int *lens = geti("lengths", NULL);
-    int *tg = geti("targets", NULL);
+    int *ids = fixture_int(expect, "input_ids", &n);
+    int *lens = fixture_int(expect, "lengths", NULL);
+    int *tg = fixture_int(expect, "targets", NULL);
     int B = 2, T = (int)(n / 2), V = c->vocab, F = c->d_ff, C = c->d_model;
     for (int i = 0; i < B * T; i++) if (tg[i] < 0) tg[i] = -1;
     // row 1 is padded with id 0 after lengths[1]; ked must not care what the padding holds
-    float *h_key = getf("hook.mlp_key.1", NULL), *h_res = getf("hook.resid_out.0", NULL);
-    int *at_key = geti("hook.mlp_key.1.at", NULL), *at_res = geti("hook.resid_out.0.at", NULL);
+    float *h_key = fixture_f32(expect, "hook.mlp_key.1", NULL), *h_res = fixture_f32(expect, "hook.resid_out.0", NULL);
+    int *at_key = fixture_int(expect, "hook.mlp_key.1.at", NULL), *at_res = fixture_int(expect, "hook.resid_out.0.at", NULL);
     float g_key[1024], g_res[1024], cap_key[1024];
     ked_hook hooks[2] = {
         {KED_HOOK_MLP_KEY, 1, 1, &at_key[0], &at_key[1], h_key, cap_key, g_key},
@@ -168,7 +147,7 @@ static void test_model(const char *dir) {
     CHECK_OK(ked_forward(m, r, ids, B, T, lens, &o, &err), &err);
 
     // logits at valid positions
-    float *want = getf("logits", NULL);
+    float *want = fixture_f32(expect, "logits", NULL);
     float *got = ked_run_logits(r, NULL);
     float worst = 0, absm;
     for (int b = 0; b < B; b++) {
@@ -180,7 +159,7 @@ static void test_model(const char *dir) {
 
     // loss and gradients
     float loss = ked_loss_crossentropy(r, tg, 1);
-    float *want_loss = getf("loss", NULL);
+    float *want_loss = fixture_f32(expect, "loss", NULL);
     printf("  loss        %.6f vs %.6f\n", loss, want_loss[0]);
     CHECK(fabsf(loss - want_loss[0]) < 1e-4f, "loss %f vs %f", loss, want_loss[0]);
     CHECK_OK(ked_backward(m, r, &err), &err);
@@ -190,7 +169,7 @@ static void test_model(const char *dir) {
         char gname[300];
         snprintf(gname, sizeof gname, "grad.%s", name);
         int64_t ne, shape[2];
-        float *gw = getf(gname, &ne);
+        float *gw = fixture_f32(expect, gname, &ne);
         int nd = ked_model_tensor_shape(m, name, shape);
         CHECK(nd > 0 && shape[0] * (nd == 2 ? shape[1] : 1) == ne, "%s: shape mismatch", name);
         float *gg = malloc(sizeof(float) * (size_t)ne);
@@ -201,7 +180,7 @@ static void test_model(const char *dir) {
         free(gw); free(gg);
     }
     printf("  param grads worst relative diff %.3g over %d tensors\n", worst_rel, ked_model_n_tensors(m));
-    float *wg_key = getf("grad.hook.mlp_key.1", NULL), *wg_res = getf("grad.hook.resid_out.0", NULL);
+    float *wg_key = fixture_f32(expect, "grad.hook.mlp_key.1", NULL), *wg_res = fixture_f32(expect, "grad.hook.resid_out.0", NULL);
     float e1 = rel_err(g_key, wg_key, (size_t)F, NULL), e2 = rel_err(g_res, wg_res, (size_t)C, NULL);
     printf("  hook grads  mlp_key.1 %.3g, resid_out.0 %.3g (relative)\n", e1, e2);
     CHECK(e1 < 2e-3f && e2 < 2e-3f, "hook gradients differ: %g %g", e1, e2);
@@ -235,9 +214,9 @@ static void test_model(const char *dir) {
     CHECK(worst < 2e-4f, "start_layer logits differ by %g", worst);
 
     // KL(p || q) at kl.at, p from logits without hooks, q with the mlp_key hook
-    float *lp_all = getf("logits_nohook", NULL), *want_kl = getf("kl", NULL);
-    float *want_gkl = getf("grad_kl.hook.mlp_key.1", NULL);
-    int *kl_at = geti("kl.at", NULL);
+    float *lp_all = fixture_f32(expect, "logits_nohook", NULL), *want_kl = fixture_f32(expect, "kl", NULL);
+    float *want_gkl = fixture_f32(expect, "grad_kl.hook.mlp_key.1", NULL);
+    int *kl_at = fixture_int(expect, "kl.at", NULL);
     int idx = kl_at[0] * T + kl_at[1];
     ked_forward_opts ok = ked_forward_defaults();
     float g_kl[1024];
@@ -259,7 +238,7 @@ static void test_model(const char *dir) {
     got = ked_run_logits(r, NULL);
     rel_err(got, lp_all, (size_t)lens[0] * V, &absm);
     CHECK(absm < 2e-4f, "no-hook logits differ by %g", absm);
-    float *alone = getf("logits_row1_alone", NULL);
+    float *alone = fixture_f32(expect, "logits_row1_alone", NULL);
     float *batch_row1 = malloc(sizeof(float) * (size_t)lens[1] * V);
     memcpy(batch_row1, got + (size_t)T * V, sizeof(float) * (size_t)lens[1] * V);
     ked_run *r1 = NULL;
@@ -273,7 +252,7 @@ static void test_model(const char *dir) {
 
     // KV-cached greedy decoding
     int64_t np, ng;
-    int *prompt = geti("greedy_prompt", &np), *gout = geti("greedy_out", &ng);
+    int *prompt = fixture_int(expect, "greedy_prompt", &np), *gout = fixture_int(expect, "greedy_out", &ng);
     ked_generate_opts go = ked_generate_defaults();
     go.max_new = (int)ng;
     go.stop_at_eos = 0;
