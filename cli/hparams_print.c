@@ -18,13 +18,16 @@ void cli_print_hparams(const ked_hparams *hp) {
                                 "subject_first_after_last"}[hp->fact_token & 3]);
         for (int i = 0; i < hp->n_ctx_len; i++) printf(" [%d, %d]", hp->ctx_len[i][0], hp->ctx_len[i][1]);
         printf("\n");
-        int memit = !strcmp(hp->method, "memit") || !strcmp(hp->method, "emmet");
+        int pmet = !strcmp(hp->method, "pmet");
+        int memit = !strcmp(hp->method, "memit") || !strcmp(hp->method, "emmet") || pmet;
         if (memit || !strcmp(hp->method, "alphaedit") || hp->mom2_adjustment)
             printf("         statistics: mom2_dataset %s, mom2_n_samples %d%s%s\n", hp->mom2_dataset,
                    hp->mom2_n_samples, hp->stats_dir[0] ? ", stats_dir " : "", hp->stats_dir);
         if (memit) printf("         mom2_update_weight %g", hp->mom2_update_weight);
         if (!strcmp(hp->method, "emmet"))
             printf(", emmet_lambda %g, update_norm_lambda %g", hp->emmet_lambda, hp->update_norm_lambda);
+        if (pmet)
+            printf(", nll_loss_factor %g; z: deltas at mlp_out and attn_out of the last layer", hp->nll_loss_factor);
         if (memit) printf("\n");
         if (!strcmp(hp->method, "alphaedit"))
             printf("         nullspace_threshold %g%s, L2 %g%s\n", hp->nullspace_threshold < 0 ? -hp->nullspace_threshold : hp->nullspace_threshold,

@@ -578,9 +578,9 @@ typedef struct {
 // ked_hparams_defaults: values derived from the model for a method (design.md §3b).
 ked_status ked_hparams_defaults(const ked_model *m, const char *method, ked_hparams *hp,
                                 ked_error *err);
-// ked_hparams_load: read an EasyEdit YAML file (alg_name ROME, R-ROME or FT) for model m; the
-// module templates must name modules of m's family. method (may be NULL) picks "ft-l"/"ft-m"
-// for FT files whose objective_optimization says otherwise.
+// ked_hparams_load: read an EasyEdit YAML file (alg_name ROME, R-ROME, FT, MEMIT, EMMET,
+// AlphaEdit or PMET) for model m; the module templates must name modules of m's family. method
+// (may be NULL) picks "ft-l"/"ft-m" for FT files whose objective_optimization says otherwise.
 ked_status ked_hparams_load(const ked_model *m, const char *path, const char *method,
                             ked_hparams *hp, ked_error *err);
 
@@ -633,7 +633,7 @@ ked_status ked_edit(ked_model *m, const ked_tokenizer *tok, const ked_hparams *h
                     const ked_request *req, const ked_edit_opts *o, ked_patch **out,
                     ked_edit_info *info, ked_error *err);
 
-// ked_edit_batch: one edit of n requests at once (MEMIT, EMMET, AlphaEdit: EasyEdit's
+// ked_edit_batch: one edit of n requests at once (MEMIT, EMMET, AlphaEdit, PMET: EasyEdit's
 // batch_edit; ROME, R-ROME and FT methods edit one request, n must be 1). Returns one patch
 // (for MEMIT-like methods a rank-n entry per layer). info->loss holds the z optimisations'
 // losses, request after request.

@@ -53,7 +53,7 @@ static void requests(void) {
     EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "template 1");
     o.templates = tmpl;
     o.n_templates = 1;
-    snprintf(hp.method, sizeof hp.method, "pmet");
+    snprintf(hp.method, sizeof hp.method, "grace");
     EXPECT_FAIL(ked_edit(m, tok, &hp, &req, &o, &p, NULL, err), KED_ERR_ARG, "unknown editing method");
     CHECK(p == NULL, "a failed edit returned a patch");
     CHECK_OK(ked_hparams_defaults(m, "rome", &hp, &e), &e);
@@ -81,9 +81,9 @@ static void hparams_files(void) {
     write_text("build/tests/edit_bad1.yaml", "alg_name: \"ROME\"\nlayers: [1\nv_lr: 0.5\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad1.yaml", NULL, &hp, err), KED_ERR_FORMAT,
                 "edit_bad1.yaml: line");
-    write_text("build/tests/edit_bad2.yaml", "alg_name: \"PMET\"\nlayers: [1]\n");
+    write_text("build/tests/edit_bad2.yaml", "alg_name: \"GRACE\"\nlayers: [1]\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad2.yaml", NULL, &hp, err),
-                KED_ERR_UNSUPPORTED, "alg_name 'PMET'");
+                KED_ERR_UNSUPPORTED, "alg_name 'GRACE'");
     write_text("build/tests/edit_bad3.yaml",
                "alg_name: ROME\nlayers: [1]\nfact_token: subject_last\nv_num_grad_steps: many\n");
     EXPECT_FAIL(ked_hparams_load(m, "build/tests/edit_bad3.yaml", NULL, &hp, err), KED_ERR_FORMAT,

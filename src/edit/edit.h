@@ -236,6 +236,19 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
                             const edit_case *cs, int n, int kind, const ked_edit_opts *o,
                             const float *z, ked_patch **out, ked_edit_info *info, ked_error *err);
 
+// PMET (pmet.c): edit_pmet_zs: EasyEdit's compute_zs at zL for n cases, z_mlp and z_attn (C, n)
+// (z_attn may be NULL); info (may be NULL) collects the losses. edit_pmet_given: the update given
+// z_mlp (C, n) (NULL: optimised); edit_pmet_cases: the whole edit.
+ked_status edit_pmet_zs(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n, int zL,
+                        const ked_edit_opts *o, float *z_mlp, float *z_attn, ked_edit_info *info,
+                        ked_error *err);
+ked_status edit_pmet_given(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                           const edit_case *cs, int n, const ked_edit_opts *o, const float *z,
+                           ked_patch **out, ked_edit_info *info, ked_error *err);
+ked_status edit_pmet_cases(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                           const edit_case *cs, int n, const ked_edit_opts *o, ked_patch **out,
+                           ked_edit_info *info, ked_error *err);
+
 // edit_norm2: the Euclidean norm of x (n), accumulated in double (vstar.c)
 double edit_norm2(const float *x, int n);
 

@@ -1,5 +1,5 @@
 // hparams.c: editing hyperparameters. EasyEdit's YAML files are read as they are (alg_name
-// ROME, R-ROME or FT; scientific notation such as 5e-1 is a number, as EasyEdit's
+// ROME, R-ROME, FT, MEMIT, EMMET, AlphaEdit or PMET; scientific notation such as 5e-1 is a number, as EasyEdit's
 // construct_float_from_scientific_notation makes it); their module templates are mapped onto
 // ked's slots and hook points for the model's family, and a template that names nothing in that
 // family is an error. Without a file the values are derived from the model (design.md §3b).
@@ -12,8 +12,9 @@
 /* ---- defaults ------------------------------------------------------------------------------------ */
 
 static int method_id(const char *method) {
-    static const char *names[] = {"rome", "r-rome", "ft-l", "ft-m", "ft", "memit", "emmet", "alphaedit"};
-    for (int i = 0; i < 8; i++)
+    static const char *names[] = {"rome", "r-rome", "ft-l", "ft-m", "ft", "memit", "emmet", "alphaedit",
+                                  "pmet"};
+    for (int i = 0; i < 9; i++)
         if (!strcmp(method, names[i])) return i;
     return -1;
 }
@@ -85,6 +86,10 @@ ked_status ked_hparams_defaults(const ked_model *m, const char *method, ked_hpar
         hp->v_point = KED_HOOK_RESID_OUT;
         hp->mom2_adjustment = 1;
     }
+    // PMET: MEMIT's layers, templates and lambda; its z is the MLP's output (and an attention
+    // delta beside it, pmet.c); EasyEdit's nll_loss_factor 1
+    hp->nll_loss_factor = 1.0f;
+    if (id == 8) hp->v_point = KED_HOOK_MLP_OUT;
     return KED_OK;
 }
 
@@ -95,6 +100,8 @@ typedef struct {
     char *scalar;             // NULL for a list
     double nums[64];          // a list's numbers, flattened (nested lists too)
     int n_nums, n_items;      // numbers; top-level items
+    char *strs[8];            // a list's items that are not numbers (PMET's rewrite_module_tmps)
+    int n_strs;
     int line;
 } yaml_entry;
 
@@ -104,7 +111,11 @@ typedef struct {
 } yaml_map;
 
 static void map_free(yaml_map *m) {
-    for (int i = 0; i < m->n; i++) { free(m->e[i].key); free(m->e[i].scalar); }
+    for (int i = 0; i < m->n; i++) {
+        free(m->e[i].key);
+        free(m->e[i].scalar);
+        for (int k = 0; k < m->e[i].n_strs; k++) free(m->e[i].strs[k]);
+    }
     free(m->e);
 }
 
@@ -161,9 +172,13 @@ static ked_status map_read(const char *path, yaml_map *out, ked_error *err) {
             } else { // a list item
                 char *end;
                 double d = strtod(v, &end);
-                if (end == v || *end) {
-                    st = ked_fail(err, KED_ERR_FORMAT, "%s: line %d: field '%s': list item '%s' "
-                                  "is not a number", path, line, cur->key, v);
+                if (end == v || *end) { // a string item: kept; fields of numbers refuse it
+                    if (cur->n_strs == 8)
+                        st = ked_fail(err, KED_ERR_FORMAT, "%s: line %d: field '%s': too many items",
+                                      path, line, cur->key);
+                    else if (!(cur->strs[cur->n_strs++] = strdup(v)))
+                        st = ked_fail(err, KED_ERR_NOMEM, "out of memory");
+                    if (seq_depth == 1) cur->n_items++;
                 } else if (cur->n_nums == 64) {
                     st = ked_fail(err, KED_ERR_FORMAT, "%s: line %d: field '%s': too many items",
                                   path, line, cur->key);
@@ -218,6 +233,14 @@ static ked_status get_bool(const yaml_map *m, const char *path, const char *key,
     return KED_OK;
 }
 
+// a list that must hold numbers only
+static ked_status num_list(const yaml_entry *e, const char *path, ked_error *err) {
+    if (e && e->n_strs > 0)
+        return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: field '%s': list item '%s' is not a "
+                        "number", path, e->line, e->key, e->strs[0]);
+    return KED_OK;
+}
+
 static const char *get_str(const yaml_map *m, const char *key) {
     const yaml_entry *e = map_get(m, key);
     return e ? e->scalar : NULL;
@@ -226,7 +249,7 @@ static const char *get_str(const yaml_map *m, const char *key) {
 /* ---- module templates ------------------------------------------------------------------------- */
 
 // what a template names, relative to a family's layer prefix
-typedef enum { MOD_DOWN = 0, MOD_MLP, MOD_LAYER, MOD_ATTN, MOD_COUNT } module_kind;
+typedef enum { MOD_DOWN = 0, MOD_MLP, MOD_LAYER, MOD_ATTN, MOD_ATTN_OUT, MOD_COUNT } module_kind;
 
 typedef struct {
     const char *family;
@@ -235,13 +258,16 @@ typedef struct {
 } family_modules;
 
 static const family_modules fam_modules[] = {
-    {"llama", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
-    {"mistral", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
-    {"qwen2", {"model.layers.{}", "layers.{}", NULL}, {".mlp.down_proj", ".mlp", "", ".self_attn"}},
-    {"gpt2", {"transformer.h.{}", "h.{}", NULL}, {".mlp.c_proj", ".mlp", "", ".attn"}},
-    {"gptj", {"transformer.h.{}", "h.{}", NULL}, {".mlp.fc_out", ".mlp", "", ".attn"}},
+    {"llama", {"model.layers.{}", "layers.{}", NULL},
+     {".mlp.down_proj", ".mlp", "", ".self_attn", ".self_attn.o_proj"}},
+    {"mistral", {"model.layers.{}", "layers.{}", NULL},
+     {".mlp.down_proj", ".mlp", "", ".self_attn", ".self_attn.o_proj"}},
+    {"qwen2", {"model.layers.{}", "layers.{}", NULL},
+     {".mlp.down_proj", ".mlp", "", ".self_attn", ".self_attn.o_proj"}},
+    {"gpt2", {"transformer.h.{}", "h.{}", NULL}, {".mlp.c_proj", ".mlp", "", ".attn", ".attn.c_proj"}},
+    {"gptj", {"transformer.h.{}", "h.{}", NULL}, {".mlp.fc_out", ".mlp", "", ".attn", ".attn.out_proj"}},
     {"gpt_neox", {"gpt_neox.layers.{}", "layers.{}", NULL},
-     {".mlp.dense_4h_to_h", ".mlp", "", ".attention"}},
+     {".mlp.dense_4h_to_h", ".mlp", "", ".attention", ".attention.dense"}},
 };
 
 // which module kind a template names in m's family; *weight_only: it ended in ".weight"
@@ -271,11 +297,50 @@ static ked_status check_template(const ked_model *m, const yaml_map *y, const ch
     if (!t) return required ? ked_fail(err, KED_ERR_FORMAT, "%s: missing field '%s'", path, key) : KED_OK;
     int k = template_kind(m, t, weight_only);
     static const char *what[MOD_COUNT] = {"the MLP's output projection", "the MLP", "a layer",
-                                          "the attention block"};
+                                          "the attention block", "the attention's output projection"};
     if (k != want)
         return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field '%s': '%s' names %s of a %s model, "
                         "%s expected", path, key, t, k < 0 ? "nothing" : what[k],
                         ked_model_config(m)->family, what[want]);
+    return KED_OK;
+}
+
+// PMET's templates: mlp_module_tmp names the MLP or its down projection (both: mlp_out),
+// attn_module_tmp the attention block or its output projection (attn_out); rewrite_module_tmps
+// (EasyEdit's list of the modules PMET writes) may name only the down projection
+static ked_status check_pmet_templates(const ked_model *m, const yaml_map *y, const char *path,
+                                       ked_error *err) {
+    const char *fam = ked_model_config(m)->family;
+    static const char *keys[2] = {"mlp_module_tmp", "attn_module_tmp"};
+    static const int want[2][2] = {{MOD_DOWN, MOD_MLP}, {MOD_ATTN_OUT, MOD_ATTN}};
+    static const char *what[2] = {"the MLP or its output projection",
+                                  "the attention block or its output projection"};
+    for (int i = 0; i < 2; i++) {
+        const char *t = get_str(y, keys[i]);
+        if (!t) return ked_fail(err, KED_ERR_FORMAT, "%s: missing field '%s'", path, keys[i]);
+        int k = template_kind(m, t, NULL);
+        if (k != want[i][0] && k != want[i][1])
+            return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: field '%s': '%s' names %s of a %s model, "
+                            "%s expected", path, keys[i], t, k < 0 ? "nothing" : "another module",
+                            fam, what[i]);
+    }
+    const yaml_entry *e = map_get(y, "rewrite_module_tmps");
+    if (!e) return KED_OK; // EasyEdit's default: the down projection alone
+    if (e->scalar || e->n_strs < 1 || e->n_nums > 0)
+        return ked_fail(err, KED_ERR_FORMAT, "%s: line %d: field 'rewrite_module_tmps' must be a "
+                        "list of module templates", path, e->line);
+    for (int i = 0; i < e->n_strs; i++) {
+        int k = template_kind(m, e->strs[i], NULL);
+        if (k == MOD_ATTN_OUT || k == MOD_ATTN)
+            return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: line %d: field 'rewrite_module_tmps': "
+                            "'%s' is the attention's output projection: ked's PMET edits only the "
+                            "MLP's down projection (it has no hook at the input of the attention's "
+                            "output projection, and no statistics of it)", path, e->line, e->strs[i]);
+        if (k != MOD_DOWN)
+            return ked_fail(err, KED_ERR_UNSUPPORTED, "%s: line %d: field 'rewrite_module_tmps': "
+                            "'%s' names %s of a %s model, the MLP's output projection expected",
+                            path, e->line, e->strs[i], k < 0 ? "nothing" : "another module", fam);
+    }
     return KED_OK;
 }
 
@@ -293,6 +358,7 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     else if (!strcmp(alg, "MEMIT")) mname = "memit";
     else if (!strcmp(alg, "EMMET")) mname = "emmet";
     else if (!strcmp(alg, "AlphaEdit")) mname = "alphaedit";
+    else if (!strcmp(alg, "PMET")) mname = "pmet";
     else if (!strcmp(alg, "R-ROME")) mname = "r-rome";
     else if (!strcmp(alg, "FT")) {
         const char *obj = get_str(&y, "objective_optimization");
@@ -305,7 +371,7 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         if (method && (!strcmp(method, "ft-l") || !strcmp(method, "ft-m"))) mname = method;
     } else {
         st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: alg_name '%s': ked edits with ROME, R-ROME, "
-                      "MEMIT, EMMET, AlphaEdit and FT files (known methods: %s)", path, alg, ked_edit_methods());
+                      "MEMIT, EMMET, AlphaEdit, PMET and FT files (known methods: %s)", path, alg, ked_edit_methods());
         goto done;
     }
     if (method && strcmp(method, mname) && !(!strcmp(method, "ft") && !strcmp(mname, "ft-l")) &&
@@ -316,7 +382,8 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     if ((st = ked_hparams_defaults(m, mname, hp, err))) goto done;
     snprintf(hp->source, sizeof hp->source, "%s", path);
     double d;
-    int memit_like = !strcmp(mname, "memit") || !strcmp(mname, "emmet") || !strcmp(mname, "alphaedit");
+    int pmet = !strcmp(mname, "pmet");
+    int memit_like = !strcmp(mname, "memit") || !strcmp(mname, "emmet") || !strcmp(mname, "alphaedit") || pmet;
     if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome") || memit_like) {
         const char *ft = get_str(&y, "fact_token");
         if (!ft) { st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'fact_token'", path); goto done; }
@@ -341,6 +408,7 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         if ((st = get_bool(&y, path, "mom2_adjustment", &hp->mom2_adjustment, err))) goto done;
         if ((st = get_bool(&y, path, "enable_random_prefix_keys", &hp->random_prefix_keys, err))) goto done;
         const yaml_entry *ce = map_get(&y, "context_template_length_params");
+        if ((st = num_list(ce, path, err))) goto done;
         if (ce) {
             if (ce->scalar || ce->n_nums % 2 || ce->n_nums / 2 > 4 || ce->n_nums == 0) {
                 st = ked_fail(err, KED_ERR_FORMAT, "%s: line %d: context_template_length_params "
@@ -358,10 +426,19 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
             goto done;
         }
         if ((st = check_template(m, &y, path, "rewrite_module_tmp", MOD_DOWN, 1, NULL, err))) goto done;
-        if ((st = check_template(m, &y, path, "mlp_module_tmp", MOD_MLP, 1, NULL, err))) goto done;
+        if (pmet) {
+            if ((st = check_pmet_templates(m, &y, path, err))) goto done;
+        } else {
+            if ((st = check_template(m, &y, path, "mlp_module_tmp", MOD_MLP, 1, NULL, err))) goto done;
+            if ((st = check_template(m, &y, path, "attn_module_tmp", MOD_ATTN, 0, NULL, err))) goto done;
+        }
         if ((st = check_template(m, &y, path, "layer_module_tmp", MOD_LAYER, 0, NULL, err))) goto done;
-        if ((st = check_template(m, &y, path, "attn_module_tmp", MOD_ATTN, 0, NULL, err))) goto done;
-        hp->v_point = memit_like ? KED_HOOK_RESID_OUT : KED_HOOK_MLP_OUT;
+        hp->v_point = memit_like && !pmet ? KED_HOOK_RESID_OUT : KED_HOOK_MLP_OUT;
+        if (pmet) {
+            d = hp->nll_loss_factor;
+            if ((st = get_num(&y, path, "nll_loss_factor", 1, &d, err))) goto done;
+            hp->nll_loss_factor = (float)d;
+        }
         // statistics
         const char *sv;
         if ((sv = get_str(&y, "mom2_dataset"))) snprintf(hp->mom2_dataset, sizeof hp->mom2_dataset, "%s", sv);
@@ -421,6 +498,7 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     }
     // layers (after the templates, so a file for another family says that first)
     const yaml_entry *le = map_get(&y, "layers");
+    if ((st = num_list(le, path, err))) goto done;
     if (!le || le->scalar || le->n_nums < 1 || le->n_nums > KED_MAX_EDIT_LAYERS) {
         st = ked_fail(err, KED_ERR_FORMAT, "%s: field 'layers' must be a list of 1 to %d layer "
                       "indices", path, KED_MAX_EDIT_LAYERS);

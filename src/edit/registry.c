@@ -5,7 +5,7 @@
 
 #include "edit/edit.h"
 
-typedef enum { M_ROME, M_RROME, M_FT, M_MEMIT, M_EMMET, M_ALPHA } method_kind;
+typedef enum { M_ROME, M_RROME, M_FT, M_MEMIT, M_EMMET, M_ALPHA, M_PMET } method_kind;
 
 typedef struct {
     const char *name;
@@ -22,6 +22,7 @@ static const method_entry methods[] = {
     {"memit", M_MEMIT, 1},
     {"emmet", M_EMMET, 1},
     {"alphaedit", M_ALPHA, 1},
+    {"pmet", M_PMET, 1},
 };
 
 static const method_entry *find_method(const char *name) {
@@ -30,7 +31,7 @@ static const method_entry *find_method(const char *name) {
     return NULL;
 }
 
-const char *ked_edit_methods(void) { return "rome, r-rome, ft-l, ft-m, ft, memit, emmet, alphaedit"; }
+const char *ked_edit_methods(void) { return "rome, r-rome, ft-l, ft-m, ft, memit, emmet, alphaedit, pmet"; }
 int ked_edit_method_known(const char *method) { return find_method(method) != NULL; }
 
 ked_edit_opts ked_edit_defaults(void) {
@@ -53,10 +54,10 @@ ked_status ked_edit_batch(ked_model *m, const ked_tokenizer *tok, const ked_hpar
     if (!me)
         return ked_fail(err, KED_ERR_ARG, "unknown editing method '%s' (known: %s)", hp->method,
                         ked_edit_methods());
-    int batched = me->kind == M_MEMIT || me->kind == M_EMMET || me->kind == M_ALPHA;
+    int batched = me->kind == M_MEMIT || me->kind == M_EMMET || me->kind == M_ALPHA || me->kind == M_PMET;
     if (n_req < 1 || (!batched && n_req != 1))
-        return ked_fail(err, KED_ERR_ARG, "%s edits one request at a time (%d given; memit, emmet "
-                        "and alphaedit take batches)", hp->method, n_req);
+        return ked_fail(err, KED_ERR_ARG, "%s edits one request at a time (%d given; memit, emmet, "
+                        "alphaedit and pmet take batches)", hp->method, n_req);
     ked_edit_opts def = ked_edit_defaults();
     if (!o) o = &def;
     double t0 = ked_time_s();
@@ -85,7 +86,9 @@ ked_status ked_edit_batch(ked_model *m, const ked_tokenizer *tok, const ked_hpar
             if ((st = edit_case_build(tok, &reqs[nb], templates, n_templates, hp->fact_token, &cs[nb], err)))
                 ked_prefix_error(err, "request %d", nb);
         edit_templates_free(sampled, n_sampled);
-        if (!st)
+        if (!st && me->kind == M_PMET)
+            st = edit_pmet_cases(m, tok, hp, cs, n_req, o, out, info, err);
+        else if (!st)
             st = edit_memit_cases(m, tok, hp, cs, n_req,
                                   me->kind == M_MEMIT ? 0 : me->kind == M_EMMET ? 1 : 2, o, out, info, err);
         for (int i = 0; i < nb && cs; i++) edit_case_free(&cs[i]);

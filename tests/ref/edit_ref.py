@@ -46,7 +46,7 @@ FT_L = dict(num_steps=6, lr=1e-2, norm_constraint=2e-3)  # FT-L with gpt2-xl's k
 
 def llama(P, cfg, ids, lengths, layer_hooks=None):
     """tiny LLaMA forward (HF semantics, right padding). layer_hooks(l, name, x) may return a
-    modified x for name in {"mlp_key", "mlp_out"}. Returns logits (B, T, V)."""
+    modified x for name in {"attn_out", "mlp_key", "mlp_out"}. Returns logits (B, T, V)."""
     B, T = ids.shape
     d, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd, eps = d // H, cfg["rms_norm_eps"]
@@ -76,7 +76,10 @@ def llama(P, cfg, ids, lengths, layer_hooks=None):
         k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
         a = torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
-        x = x + a.transpose(1, 2).reshape(B, T, H * hd) @ P[p + "self_attn.o_proj.weight"].T
+        ao = a.transpose(1, 2).reshape(B, T, H * hd) @ P[p + "self_attn.o_proj.weight"].T
+        if layer_hooks:
+            ao = layer_hooks(l, "attn_out", ao)
+        x = x + ao
         h = rms(x, P[p + "post_attention_layernorm.weight"])
         key = F.silu(h @ P[p + "mlp.gate_proj.weight"].T) * (h @ P[p + "mlp.up_proj.weight"].T)
         if layer_hooks:
@@ -110,7 +113,10 @@ def gpt2(P, cfg, ids, lengths, layer_hooks=None):
         q, k, v = (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k, v))
         s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
         a = (torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v).transpose(1, 2).reshape(B, T, d)
-        x = x + a @ P[p + "attn.c_proj.weight"] + P[p + "attn.c_proj.bias"]
+        ao = a @ P[p + "attn.c_proj.weight"] + P[p + "attn.c_proj.bias"]
+        if layer_hooks:
+            ao = layer_hooks(l, "attn_out", ao)
+        x = x + ao
         h = F.layer_norm(x, (d,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], eps)
         key = gelu_new(h @ P[p + "mlp.c_fc.weight"] + P[p + "mlp.c_fc.bias"])
         if layer_hooks:
