@@ -2,6 +2,7 @@
 // backward. N rows, C channels; every row is independent, so forward and dinp run over rows in
 // parallel for large N*C, and the weight gradients run over blocks of channels (each channel sums
 // its rows in order), which keeps the results deterministic for any thread count.
+// Row sums are double, accumulated in `omp simd` lanes (vectorised; a fixed order per build).
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
 #include <math.h>
 
@@ -21,8 +22,10 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double ss = 0.0; // sum of squares in double: the fp32 mean(x^2) of HF, rounded once
+#pragma omp simd reduction(+ : ss)
         for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
         float r = 1.0f / sqrtf((float)(ss / C) + eps); // rsqrt(mean(x^2) + eps)
+#pragma omp simd
         for (int i = 0; i < C; i++) o[i] = x[i] * r * w[i]; // x * rsqrt(...) * w
         rstd[n] = r;
     }
@@ -42,8 +45,10 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
             // => dr/dx[j] = -r^3 x[j] / C, so
             //    dx[j] = r w[j] g[j] - x[j] r^3 / C * sum_i g[i] w[i] x[i]
             double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
             for (int i = 0; i < C; i++) dot += (double)g[i] * w[i] * x[i];
             float c = (float)(dot * r * r * r / C);
+#pragma omp simd
             for (int i = 0; i < C; i++) dx[i] += r * w[i] * g[i] - x[i] * c;
         }
     }
@@ -74,11 +79,14 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double s = 0.0;
+#pragma omp simd reduction(+ : s)
         for (int i = 0; i < C; i++) s += x[i];
         float m = (float)(s / C);
         double v = 0.0; // biased variance (divide by C), as torch.nn.LayerNorm
+#pragma omp simd reduction(+ : v)
         for (int i = 0; i < C; i++) v += (double)(x[i] - m) * (x[i] - m);
         float r = 1.0f / sqrtf((float)(v / C) + eps);
+#pragma omp simd
         for (int i = 0; i < C; i++) {
             float norm = (x[i] - m) * r; // (x - mean) * rstd
             o[i] = norm * w[i] + (b ? b[i] : 0.0f);
@@ -102,12 +110,14 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
             // => dnorm[i] = w[i] g[i], and through mean and rstd (llm.c layernorm_backward):
             //    dx[i] = rstd * (dnorm[i] - mean_j(dnorm[j]) - norm[i] * mean_j(dnorm[j] norm[j]))
             double dn_mean = 0.0, dnn_mean = 0.0;
+#pragma omp simd reduction(+ : dn_mean, dnn_mean)
             for (int i = 0; i < C; i++) {
                 float dnorm = w[i] * g[i];
                 dn_mean += dnorm;
                 dnn_mean += (double)dnorm * ((x[i] - m) * r);
             }
             float a = (float)(dn_mean / C), c = (float)(dnn_mean / C);
+#pragma omp simd
             for (int i = 0; i < C; i++) {
                 float norm = (x[i] - m) * r;
                 dx[i] += r * (w[i] * g[i] - a - norm * c);
