@@ -24,8 +24,9 @@
 //   - its window (lookup .. end) is what every step computes: the first step through all layers
 //     (keeping the residual entering `layer`: cache_layer), later steps from `layer` on
 //     (start_layer), attending to the cached prefix; the backward stops at `layer` and sends
-//     nothing into the cached positions (they are constants). A delta on the MLP's output or on
-//     the layer's output is a delta on the residual entering layer+1: the steps start there.
+//     nothing into the cached positions (they are constants). A single delta on the MLP's
+//     output or on the layer's output is a delta on the residual entering layer+1: the steps
+//     start there (not with a delta on the attention's output, inside the layer).
 //   - the prefixes run in one forward-only pass that shares the cache (ked_run_opts.kv_from).
 // Logits are computed only where the loss reads them (logit_idx): |target| per template row + 1.
 // vstar_opts.full recomputes every position of every row at every step from layer 0 (the
