@@ -13,6 +13,11 @@
 //     taken then); otherwise Adam(lr v_lr) on delta, then delta is scaled back into the ball of
 //     radius clamp_norm_factor * ||target_init||.
 // target_init is the activation at the request's first row's lookup token on the first forward.
+// With vstar_opts.points (PMET's compute_zs) a delta is added at each of several points of the
+// layer (mlp_out and attn_out), each with its own Adam state, target_init and clamp, and wd is
+// the sum of ||delta_p|| / ||target_init_p||^2; vstar_opts.pmet_rule adds PMET's NLL weight
+// (nll_loss_factor, a tenth of it once every target token is the argmax) and its stop (then
+// kl_factor * KL <= 0.01).
 // The requests' rows never interact (separate rows, a delta each, the gradient of the summed
 // loss with respect to delta_j is that of request j's loss), so a batch computes what each
 // request computes alone (EasyEdit runs them one after another), in one batch shape.
