@@ -21,17 +21,24 @@ static const char *usage =
     "  --tokenizer PATH    tokenizer (default: the one beside the model)\n"
     "  --data FILE         ZsRE, CounterFact (ROME or EasyEdit schema) or KnowEdit JSON\n"
     "  --format F          auto (default), zsre, counterfact, counterfact-ee, knowedit\n"
-    "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l), or none (the unedited model)\n"
+    "  --method M          rome, r-rome, ft-l, ft-m (ft = ft-l), memit, emmet, pmet, alphaedit, or\n"
+    "                      none (the unedited model)\n"
     "  --hparams YAML      an EasyEdit hparams file; default: values derived from the model\n"
     "  --layer N           edit layer N instead of the hparams' layers\n"
     "  --n N               evaluate N cases (default: all)\n"
     "  --offset K          start at case K (default 0)\n"
     "  --sequential        edits accumulate: post after each edit, post_final after the last\n"
-    "  --batch B           B requests edited one after another, then evaluated together\n"
+    "  --batch B           B requests edited, then evaluated together: memit, emmet, pmet, alphaedit\n"
+    "                      edit them jointly (one edit), other methods one after another; the\n"
+    "                      summary table is printed after each batch\n"
     "  --seed S            seed of the context templates and the fluency samples (default 0)\n"
     "  --no-fluency        leave out fluency (the 100-token generations)\n"
     "  --aligned-targets   where the tokenizer merges across the prompt/target boundary, score\n"
     "                      prompt ids + the target's ids (default: EasyEdit's count-based split)\n"
+    "  --stats-corpus FILE second-moment statistics (memit, emmet, alphaedit, ROME with\n"
+    "                      mom2_adjustment) are computed from FILE when not cached (ked stats)\n"
+    "  --stats-tokens N    token budget of the statistics (default: mom2_n_samples documents)\n"
+    "  --stats-docs N      document budget of the statistics\n"
     "  --threads N         threads (default: all cores)\n"
     "  --out FILE          results JSON (resumed when it holds an unfinished run)\n";
 
@@ -47,6 +54,11 @@ static void on_progress(const ked_eval_progress *p, void *user) {
     else fprintf(stderr, "?      ");
     if (p->done == p->total) fprintf(stderr, "\n");
     fflush(stderr);
+    if (p->table) { // after a batch: the summary so far
+        if (p->done != p->total) fprintf(stderr, "\n");
+        fputs(p->table, stderr);
+        fflush(stderr);
+    }
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -54,6 +66,8 @@ int cmd_eval(int argc, char **argv) {
     const char *out = NULL, *fmt_name = "auto", *v;
     long n = 0, offset = 0, batch = 1, seed = 0, threads = 0, layer = -1;
     int sequential = 0, fluency = 1, aligned = 0;
+    ked_stats_opts so = ked_stats_defaults();
+    long sv = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
         else if (!strcmp(argv[i], "--sequential")) sequential = 1;
@@ -66,6 +80,14 @@ int cmd_eval(int argc, char **argv) {
         else if ((v = cli_opt_value(argc, argv, &i, "--hparams"))) hp_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--out"))) out = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--format"))) fmt_name = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--stats-corpus"))) so.corpus = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--stats-tokens"))) {
+            if (!cli_parse_int(v, 1, 0x7fffffffffffffffL, &sv)) return cli_usage_error("eval", "bad --stats-tokens '%s'", v);
+            so.max_tokens = sv;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--stats-docs"))) {
+            if (!cli_parse_int(v, 1, 0x7fffffffffffffffL, &sv)) return cli_usage_error("eval", "bad --stats-docs '%s'", v);
+            so.max_docs = sv;
+        }
         else if ((v = cli_opt_value(argc, argv, &i, "--n"))) {
             if (!cli_parse_int(v, 1, 1L << 30, &n)) return cli_usage_error("eval", "bad --n '%s'", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--offset"))) {
@@ -141,6 +163,7 @@ int cmd_eval(int argc, char **argv) {
     eo.out = out;
     eo.model_name = model_path;
     eo.data_name = data;
+    eo.stats = &so;
     eo.on_progress = on_progress;
     double last_progress = -1;
     eo.user = &last_progress;

@@ -730,7 +730,7 @@ typedef struct {
     int n, offset;            // cases offset .. offset+n-1 of the dataset (n <= 0: to the end)
     int sequential;           // edits accumulate (post after each edit or batch, post_final at the end)
     int batch;                // B >= 1 requests edited, then evaluated together: one joint edit
-                              // (ked_edit_batch) for memit, emmet, alphaedit; else one after another
+                              // (ked_edit_batch) for memit, emmet, pmet, alphaedit; else one by one
     uint64_t seed;            // context templates and fluency sampling
     int fluency;              // 1: fluency (n-gram entropy of a 100-token top-k 5 generation)
     int fluency_len;          // total tokens of the generation, prompt included (EasyEdit: 100)

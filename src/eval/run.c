@@ -1,7 +1,8 @@
 // run.c: a whole evaluation (docs/evaluation.md, "Runs"): EasyEdit's edit_requests (single:
 // each edit evaluated and rolled back; sequential: edits accumulate, "post" right after each edit
-// and "post_final" after the last) and batches of B requests edited one after another and then
-// evaluated together. "pre" is always measured on the unedited model. The results file is
+// and "post_final" after the last) and batches of B requests, then evaluated together: one joint
+// edit (ked_edit_batch) for MEMIT, EMMET, PMET and AlphaEdit (EasyEdit's batch_edit), B edits one
+// after another for the single-request methods. "pre" is always measured on the unedited model. The results file is
 // rewritten atomically after each case or batch; a file left by an interrupted run with the same
 // settings is resumed (sequential runs recompute the finished cases' edits, which are
 // deterministic, before going on).
@@ -28,6 +29,7 @@ typedef struct {
     const ked_dataset *d;
     const ked_eval_opts *o;
     int n, off, B, edit;
+    int joint;                // memit, emmet, pmet, alphaedit: a batch is one ked_edit_batch
     json_t *root, *results;
     double t0;
     int edits_done, cases_done_here;
@@ -53,9 +55,10 @@ static ked_status write_out(run_ctx *r, ked_eval_summary *sum, ked_error *err) {
     return st;
 }
 
-static void progress(run_ctx *r, const char *phase, int done, int total) {
+static void progress_table(run_ctx *r, const char *phase, int done, int total, const char *table) {
     if (!r->o->on_progress) return;
     ked_eval_progress p;
+    p.table = table;
     p.done = done;
     p.total = total;
     p.phase = phase;
@@ -65,6 +68,10 @@ static void progress(run_ctx *r, const char *phase, int done, int total) {
     int pd = done - r->phase_done0;
     p.eta_s = pd > 0 ? pe / pd * (total - done) : NAN;
     r->o->on_progress(&p, r->o->user);
+}
+
+static void progress(run_ctx *r, const char *phase, int done, int total) {
+    progress_table(r, phase, done, total, NULL);
 }
 
 static void phase_begin(run_ctx *r, int done) {
@@ -90,18 +97,59 @@ static ked_status quality(run_ctx *r, int i, json_t **out, ked_error *err) {
     return st;
 }
 
-// edit case i and apply the patch; *id its editor id
-static ked_status do_edit(run_ctx *r, int i, int *id, ked_error *err) {
+static ked_edit_opts edit_opts(run_ctx *r) {
     ked_edit_opts eo = ked_edit_defaults();
     eo.seed = r->o->seed;
     eo.templates = (const char *const *)r->tmpl;
     eo.n_templates = r->n_tmpl;
+    eo.stats = r->o->stats;
+    eo.editor = r->ed; // AlphaEdit's cache_c: the keys of the edits applied (sequential)
+    return eo;
+}
+
+// edit case i and apply the patch; *id its editor id
+static ked_status do_edit(run_ctx *r, int i, int *id, ked_error *err) {
+    ked_edit_opts eo = edit_opts(r);
     ked_patch *p = NULL;
     ked_status st = ked_edit(r->m, r->tok, r->o->hp, &case_at(r, i)->req, &eo, &p, NULL, err);
     if (!st) st = ked_editor_apply(r->ed, p, id, err);
     if (st) ked_prefix_error(err, "case %d (record %d): edit", i, case_at(r, i)->record);
     r->edits_done += !st;
     return st;
+}
+
+// edit cases s..e-1 with one joint edit (MEMIT, EMMET, AlphaEdit) and apply the patch
+static ked_status do_edit_joint(run_ctx *r, int s, int e, int *id, ked_error *err) {
+    ked_edit_opts eo = edit_opts(r);
+    int nb = e - s;
+    ked_request *rq = ked_malloc(sizeof *rq * (size_t)nb, "requests", err);
+    if (!rq) return KED_ERR_NOMEM;
+    for (int i = s; i < e; i++) rq[i - s] = case_at(r, i)->req;
+    ked_patch *p = NULL;
+    ked_status st = ked_edit_batch(r->m, r->tok, r->o->hp, rq, nb, &eo, &p, NULL, err);
+    free(rq);
+    if (!st) st = ked_editor_apply(r->ed, p, id, err);
+    if (st) ked_prefix_error(err, "cases %d..%d (records %d..%d): batch edit", s, e - 1, case_at(r, s)->record,
+                             case_at(r, e - 1)->record);
+    r->edits_done += st ? 0 : nb;
+    return st;
+}
+
+// edit cases s..e-1 (a batch) and apply them: one patch (ids[0]) for a joint method, else one
+// per case (ids[i - s]); *n_ids patches in all
+static ked_status edit_range(run_ctx *r, int s, int e, int *ids, int *n_ids, ked_error *err) {
+    *n_ids = 0;
+    if (r->joint) {
+        ked_status st = do_edit_joint(r, s, e, &ids[0], err);
+        *n_ids = !st;
+        return st;
+    }
+    for (int i = s; i < e; i++) {
+        ked_status st = do_edit(r, i, &ids[i - s], err);
+        if (st) return st;
+        (*n_ids)++;
+    }
+    return KED_OK;
 }
 
 static json_t *meta_json(run_ctx *r) {
@@ -193,6 +241,8 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
     r->off = o->offset;
     r->n = o->n > 0 && o->n < N - r->off ? o->n : N - r->off;
     r->B = o->batch > 1 ? o->batch : 1;
+    r->joint = r->edit && (!strcmp(o->hp->method, "memit") || !strcmp(o->hp->method, "emmet") ||
+                           !strcmp(o->hp->method, "alphaedit") || !strcmp(o->hp->method, "pmet"));
     r->t0 = ked_time_s();
     ked_status st = KED_OK;
     json_t **pre = NULL;
@@ -211,8 +261,9 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
 
     if (r->edit && !complete) {
         if ((st = ked_editor_new(m, &r->ed, err))) goto done;
-        if (!strncmp(o->hp->method, "rome", 4) || !strcmp(o->hp->method, "r-rome")) {
+        if (!strncmp(o->hp->method, "rome", 4) || !strcmp(o->hp->method, "r-rome") || r->joint) {
             // EasyEdit samples the context templates once per process, from the unedited model
+            // (ROME's and MEMIT's CONTEXT_TEMPLATES_CACHE)
             if ((st = edit_templates_sample(m, tok, (const int (*)[2])o->hp->ctx_len, o->hp->n_ctx_len,
                                             o->seed, &r->tmpl, &r->n_tmpl, err)))
                 goto done;
@@ -229,9 +280,10 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
             progress(r, "pre", i + 1, r->n);
         }
         phase_begin(r, 0);
-        for (int i = 0; i < done0; i++) {
-            if ((st = do_edit(r, i, NULL, err))) goto done;
-            progress(r, "replay", i + 1, done0);
+        for (int s = 0; s < done0; s += r->B) {
+            int e = s + r->B < done0 ? s + r->B : done0, nid;
+            if ((st = edit_range(r, s, e, ids, &nid, err))) goto done;
+            progress(r, "replay", e, done0);
         }
     }
     phase_begin(r, done0);
@@ -242,10 +294,8 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
         json_t *recs[1024];
         int nb = e - s;
         if (nb > 1024) { st = ked_fail(err, KED_ERR_ARG, "eval: batch larger than 1024"); goto done; }
-        if (r->edit) {
-            for (int i = s; i < e; i++)
-                if ((st = do_edit(r, i, &ids[i - s], err))) goto done;
-        }
+        int n_ids = 0;
+        if (r->edit && (st = edit_range(r, s, e, ids, &n_ids, err))) goto done;
         for (int i = s; i < e; i++) {
             json_t *rec = json_object();
             json_object_set(rec, "pre", pre[i]);
@@ -261,15 +311,22 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
             }
         }
         if (r->edit && !o->sequential)
-            for (int i = e - 1; i >= s; i--)
-                if ((st = ked_editor_revert(r->ed, ids[i - s], err))) {
+            for (int q = n_ids - 1; q >= 0; q--)
+                if ((st = ked_editor_revert(r->ed, ids[q], err))) {
                     for (int j = 0; j < nb; j++) json_decref(recs[j]);
                     goto done;
                 }
         for (int j = 0; j < nb; j++) json_array_append_new(r->results, recs[j]);
         r->cases_done_here += nb;
         if ((st = write_out(r, NULL, err))) goto done;
-        progress(r, r->edit ? "edit" : "pre", e, r->n);
+        char *tb = NULL;
+        if (r->B > 1 && o->on_progress) { // the summary so far after each batch (issue 7)
+            ked_eval_summary s2;
+            json_decref(eval_summary_json(r->results, &s2));
+            tb = eval_summary_table(r->root, &s2);
+        }
+        progress_table(r, r->edit ? "edit" : "pre", e, r->n, tb);
+        free(tb);
     }
     if (!complete && r->edit && o->sequential) {
         phase_begin(r, 0);
