@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "edit/edit.h"
+#include "model/kernels.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -104,22 +105,35 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     if (cfg->pos == KED_POS_LEARNED && T > cfg->max_pos)
         return ked_fail(err, KED_ERR_ARG, "FT: %d tokens exceed the model's %d positions", T, cfg->max_pos);
 
-    // the trained tensors, made writable, with gradient buffers
+    // the trained tensors, made writable, with gradient buffers of our own: the gradients come
+    // from two hooks per trained layer (its MLP key captured, the gradient at its MLP output), so
+    // that ked_backward stops at the lowest trained layer's MLP output instead of running that
+    // layer's whole backward (input gradients nothing reads), and
+    //     grad W_down (C, F) = dmlp^T @ key,   grad b_down (C) = column sums of dmlp
+    // are the very products the decoder's backward would compute (matmul_backward, same inputs)
     temp_weight tw[FT_MAX_TENSORS];
-    float *w0[FT_MAX_TENSORS], *had_grad[FT_MAX_TENSORS];
+    float *w0[FT_MAX_TENSORS], *grad[FT_MAX_TENSORS];
+    int tl[FT_MAX_TENSORS], tslot[FT_MAX_TENSORS]; // layer and slot of tensor k
     edit_adam adam[FT_MAX_TENSORS];
-    int nw = 0;
+    int nw = 0, nh = 0;
+    ked_hook hooks[FT_MAX_TENSORS];
+    float *hbuf[FT_MAX_TENSORS]; // per hook: key (T, F) captured, or dmlp (T, C) received
     memset(tw, 0, sizeof tw);
     memset(w0, 0, sizeof w0);
-    memset(had_grad, 0, sizeof had_grad);
+    memset(grad, 0, sizeof grad);
     memset(adam, 0, sizeof adam);
+    memset(hbuf, 0, sizeof hbuf);
+    const int C = cfg->d_model, F = cfg->d_ff;
     int *ids = ked_malloc(sizeof(int) * (size_t)T, "FT", err);
     int *lidx = ked_malloc(sizeof(int) * (size_t)nt, "FT", err);
     int *tgt = ked_malloc(sizeof(int) * (size_t)nt, "FT", err);
+    int *hrow = ked_calloc((size_t)T, sizeof(int), "FT", err); // the hooks' sites (row 0, t)
+    int *hpos = ked_malloc(sizeof(int) * (size_t)T, "FT", err);
     ked_run *r = NULL;
     ked_patch *p = NULL;
     ked_status st = KED_OK;
-    if (!ids || !lidx || !tgt) { st = KED_ERR_NOMEM; goto done; }
+    if (!ids || !lidx || !tgt || !hrow || !hpos) { st = KED_ERR_NOMEM; goto done; }
+    for (int t = 0; t < T; t++) hpos[t] = t;
     if ((st = patch_new(target_new ? "ft-m" : "ft-l", &p, err))) goto done;
     for (int i = 0; i < hp->n_layers; i++) {
         int slots[2] = {P_WDOWN, P_BDOWN};
@@ -132,12 +146,24 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
             if ((st = temp_weight_begin(m, hp->layers[i], slots[s], &tw[nw], err))) goto done;
             ked_param *q = tw[nw].p;
             size_t n = (size_t)(q->rows * q->cols);
+            tl[nw] = hp->layers[i];
+            tslot[nw] = slots[s];
             nw++;
             w0[nw - 1] = tw[nw - 1].orig;
-            had_grad[nw - 1] = q->grad; // a buffer someone enabled stays theirs
-            if (!q->grad) q->grad = ked_calloc(n, sizeof(float), "FT gradient", err);
-            if (!q->grad) { st = KED_ERR_NOMEM; goto done; }
+            grad[nw - 1] = ked_calloc(n, sizeof(float), "FT gradient", err);
+            if (!grad[nw - 1]) { st = KED_ERR_NOMEM; goto done; }
             if ((st = edit_adam_init(&adam[nw - 1], (int64_t)n, hp->lr, hp->weight_decay, err))) goto done;
+            if (s == 1) continue;
+            for (int h = 0; h < 2; h++) { // a new layer: capture its key, receive d mlp_out
+                size_t wd = h == 0 ? (size_t)F : (size_t)C;
+                hbuf[nh] = ked_malloc(sizeof(float) * (size_t)T * wd, "FT hook", err);
+                if (!hbuf[nh]) { st = KED_ERR_NOMEM; goto done; }
+                hooks[nh] = (ked_hook){.point = h == 0 ? KED_HOOK_MLP_KEY : KED_HOOK_MLP_OUT,
+                                       .layer = hp->layers[i], .n = T, .row = hrow, .pos = hpos,
+                                       .capture = h == 0 ? hbuf[nh] : NULL,
+                                       .grad = h == 1 ? hbuf[nh] : NULL};
+                nh++;
+            }
         }
     }
     memcpy(ids, c->bare.ids, sizeof(int) * (size_t)nb);
@@ -160,6 +186,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
         ked_forward_opts fo = ked_forward_defaults();
         fo.logit_idx = lidx;
         fo.n_logit = nl;
+        fo.hooks = hooks;
+        fo.n_hooks = nh;
         if (low > 0 && it == 0) fo.cache_layer = low; // the residual entering layer low, once
         else if (low > 0) fo.start_layer = low;
         if ((st = ked_forward(m, r, ids, 1, T, NULL, &fo, err))) goto done;
@@ -197,12 +225,16 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
         if (info && it < 256) { info->loss[it] = (float)loss; info->n_steps = it + 1; }
         if (o && o->on_step) o->on_step(it, (float)loss, o->user);
         if (loss < 1e-2) break;
-        if (it == 0) // later steps find the gradients zeroed by ft_adam_step
-            for (int k = 0; k < nw; k++)
-                memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
         if ((st = ked_backward(m, r, err))) goto done;
-        for (int k = 0; k < nw; k++)
-            ft_adam_step(&adam[k], tw[k].p->w, tw[k].p->grad, w0[k], hp->norm_constraint);
+        for (int h = 0; h < nh; h += 2) { // the layer's weight (and bias) gradients
+            float *gw = NULL, *gb = NULL;
+            for (int k = 0; k < nw; k++)
+                if (tl[k] == hooks[h].layer) *(tslot[k] == P_WDOWN ? &gw : &gb) = grad[k];
+            // mlp_out (T, C) = key (T, F) @ W_down^T + b_down
+            matmul_backward(NULL, gw, gb, hbuf[h + 1], hbuf[h], NULL, T, F, C);
+        }
+        for (int k = 0; k < nw; k++) // the step; grad[k] is zeroed for the next backward
+            ft_adam_step(&adam[k], tw[k].p->w, grad[k], w0[k], hp->norm_constraint);
     }
     for (int k = 0; k < nw; k++) { // delta = w - w0, into the patch
         ked_param *q = tw[k].p;
@@ -221,13 +253,15 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     p = NULL;
 done:
     for (int k = nw - 1; k >= 0; k--) {
-        if (tw[k].p && !had_grad[k]) { free(tw[k].p->grad); tw[k].p->grad = NULL; }
-        else if (tw[k].p) memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
+        free(grad[k]);
+        if (tw[k].p && tw[k].p->grad) // someone's enabled gradient: the backward added to it
+            memset(tw[k].p->grad, 0, sizeof(float) * (size_t)(tw[k].p->rows * tw[k].p->cols));
         temp_weight_end(&tw[k]);
         edit_adam_free(&adam[k]);
     }
+    for (int h = 0; h < nh; h++) free(hbuf[h]);
     ked_run_free(r);
     ked_patch_free(p);
-    free(ids); free(lidx); free(tgt);
+    free(ids); free(lidx); free(tgt); free(hrow); free(hpos);
     return st;
 }
