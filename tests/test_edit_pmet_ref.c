@@ -5,7 +5,8 @@
 //      per step, steps taken, target_init and delta of both points;
 //   2. the update given z (layers 0-1, statistics read from EasyEdit's npz files under
 //      tests/data/edit/pmet_stats/): each layer's rank-2 weight delta;
-// then on models/stories260K: the windowed two-point z run equals the full recomputation, an
+// the windowed two-point z run equals the full recomputation on GPT-J, NeoX (parallel and
+// sequential) and Qwen2; then on models/stories260K: the same at layer 2, an
 // attention template in rewrite_module_tmps is refused, EasyEdit's PMET YAML is read, a PMET
 // batch edit (Sue, Max) through ked_edit_batch and `ked edit --method pmet` change the answers.
 #include "test.h"
@@ -190,6 +191,53 @@ static void test_family(const char *fam) {
     ked_model_free(m);
 }
 
+// the other families (parallel residual: GPT-J, NeoX; sequential NeoX; Qwen2 biases): the
+// two-point z run at layers 0 and 1, windowed (from the layer, cached prefixes) = full
+static void families(void) {
+    static const char *dirs[4] = {"tests/data/tiny-gptj", "tests/data/tiny-neox",
+                                  "tests/data/tiny-neox-seq", "tests/data/tiny-qwen2"};
+    edit_case c;
+    build_case("llama", 0, &c);
+    for (int k = 0; k < 4; k++) {
+        ked_error err;
+        ked_model *m = NULL;
+        CHECK_OK(ked_model_load(dirs[k], &m, &err), &err);
+        if (!m) continue;
+        int C = ked_model_config(m)->d_model;
+        ked_hparams hp;
+        CHECK_OK(ked_hparams_defaults(m, "pmet", &hp, &err), &err);
+        set_hp(&hp);
+        hp.v_num_grad_steps = 8;
+        vstar_opts vw = {.n_points = 2, .points = {KED_HOOK_MLP_OUT, KED_HOOK_ATTN_OUT}, .pmet_rule = 1};
+        vstar_opts vf = vw;
+        vf.full = 1;
+        double worst = 0;
+        for (int L = 0; L < 2; L++) {
+            vstar_result a, b;
+            CHECK_OK(edit_vstar_run(m, &hp, &c, 1, L, &vw, NULL, &a, &err), &err);
+            CHECK_OK(edit_vstar_run(m, &hp, &c, 1, L, &vf, NULL, &b, &err), &err);
+            if (a.delta && b.delta) {
+                double md = 0, mx = 0;
+                for (int x = 0; x < 2 * C; x++) {
+                    md = fmax(md, fabs(a.delta[x] - b.delta[x]));
+                    mx = fmax(mx, fabs(b.delta[x]));
+                }
+                worst = fmax(worst, md / (mx > 0 ? mx : 1));
+                // (at the last layer a delta at the lookup token reaches only the KL row, whose
+                // gradient is 0 at delta 0: the deltas stay 0 there)
+                CHECK(a.n_steps == b.n_steps && md <= 1e-4 * mx && (mx > 0 || L == 1),
+                      "%s layer %d: steps %d/%d, delta diff %g of %g", dirs[k], L, a.n_steps,
+                      b.n_steps, md, mx);
+            }
+            vstar_result_free(&a);
+            vstar_result_free(&b);
+        }
+        printf("  %-26s two-point z at layers 0, 1: windowed = full, delta rel %.2e\n", dirs[k], worst);
+        ked_model_free(m);
+    }
+    edit_case_free(&c);
+}
+
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (f) { fputs(text, f); fclose(f); }
@@ -357,6 +405,7 @@ int main(void) {
     }
     test_family("llama");
     test_family("gpt2");
+    families();
     st_close(ref);
     stories();
     return test_finish("test_edit_pmet_ref");
