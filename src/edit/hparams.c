@@ -1,6 +1,6 @@
 // hparams.c: editing hyperparameters. EasyEdit's YAML files are read as they are (alg_name
-// ROME, R-ROME, FT, MEMIT, EMMET, AlphaEdit or PMET; scientific notation such as 5e-1 is a number, as EasyEdit's
-// construct_float_from_scientific_notation makes it); their module templates are mapped onto
+// ROME, R-ROME, FT, MEMIT, EMMET, AlphaEdit or PMET; scientific notation such as 5e-1 is a
+// number, as EasyEdit's construct_float_from_scientific_notation makes it); their module templates are mapped onto
 // ked's slots and hook points for the model's family, and a template that names nothing in that
 // family is an error. Without a file the values are derived from the model (design.md §3b).
 #include <stdlib.h>
@@ -371,7 +371,8 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
         if (method && (!strcmp(method, "ft-l") || !strcmp(method, "ft-m"))) mname = method;
     } else {
         st = ked_fail(err, KED_ERR_UNSUPPORTED, "%s: alg_name '%s': ked edits with ROME, R-ROME, "
-                      "MEMIT, EMMET, AlphaEdit, PMET and FT files (known methods: %s)", path, alg, ked_edit_methods());
+                      "MEMIT, EMMET, AlphaEdit, PMET and FT files (known methods: %s)", path, alg,
+                      ked_edit_methods());
         goto done;
     }
     if (method && strcmp(method, mname) && !(!strcmp(method, "ft") && !strcmp(mname, "ft-l")) &&
@@ -383,7 +384,8 @@ ked_status ked_hparams_load(const ked_model *m, const char *path, const char *me
     snprintf(hp->source, sizeof hp->source, "%s", path);
     double d;
     int pmet = !strcmp(mname, "pmet");
-    int memit_like = !strcmp(mname, "memit") || !strcmp(mname, "emmet") || !strcmp(mname, "alphaedit") || pmet;
+    int memit_like = !strcmp(mname, "memit") || !strcmp(mname, "emmet") ||
+                     !strcmp(mname, "alphaedit") || pmet;
     if (!strcmp(mname, "rome") || !strcmp(mname, "r-rome") || memit_like) {
         const char *ft = get_str(&y, "fact_token");
         if (!ft) { st = ked_fail(err, KED_ERR_FORMAT, "%s: missing field 'fact_token'", path); goto done; }

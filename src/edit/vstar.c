@@ -407,7 +407,8 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
                 double dn = edit_norm2(d, C);
                 for (int x = 0; x < C; x++) {
                     double s = 0;
-                    for (int i = 0; i <= cs[j].n_ctx; i++) s += grad[BC * p + (size_t)(v.row0[j] + i) * C + x];
+                    const float *gp = grad + BC * p + (size_t)v.row0[j] * C + x;
+                    for (int i = 0; i <= cs[j].n_ctx; i++) s += gp[(size_t)i * C];
                     g[x] = (float)s;
                     if (dn > 0 && tn > 0)
                         g[x] += (float)(hp->v_weight_decay * d[x] / (dn * tn * tn));
