@@ -2,7 +2,8 @@
 //   GELU, tanh approximation (GPT-2 "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   GELU, exact (NeoX "gelu"): 0.5 x (1 + erf(x / sqrt 2))
 //   SwiGLU (LLaMA MLP): silu(gate) * up, silu(g) = g * sigmoid(g)
-// Elementwise, so threads over large n give bit-identical results for any thread count.
+// Elementwise, so threads over large n give bit-identical results for any thread count; GELU's
+// chunks are handed out dynamically (a thread on a shared core does fewer of them).
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
 // Built with -O3, not -ffast-math (llm.c's GELU broke under -Ofast: tanhf needs inf/nan intact).
 #include <math.h>
@@ -20,7 +21,7 @@
 
 void gelu_forward(float *out, const float *inp, size_t n) {
     // out (n), inp (n)
-#pragma omp parallel for if (n >= ACT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (n >= ACT_PAR_MIN)
     for (size_t c = 0; c < n; c += 4096) {
         size_t end = c + 4096 < n ? c + 4096 : n;
 #pragma omp simd
@@ -35,7 +36,7 @@ void gelu_forward(float *out, const float *inp, size_t n) {
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     // dinp (n), dout (n), inp (n)
     if (!dinp) return;
-#pragma omp parallel for if (n >= ACT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (n >= ACT_PAR_MIN)
     for (size_t c = 0; c < n; c += 4096) {
         size_t end = c + 4096 < n ? c + 4096 : n;
 #pragma omp simd

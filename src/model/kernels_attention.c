@@ -20,8 +20,10 @@
 // Threads: forward over (b, h) pairs ((b, kv) pairs when T == 1); backward over (b, kv) pairs,
 // each doing its H/KV query heads in order, since those heads all add into the same dk, dv.
 // Every sgemm is then called inside a parallel region and runs single-threaded (OpenBLAS openmp
-// build), so the result is deterministic for any thread count. Tiny work (decoding a tiny
-// model) stays on one thread: a team start costs more than it saves there.
+// build), so the result is deterministic for any thread count; the units are handed out
+// dynamically (each writes only its own outputs), so a thread whose core is shared with another
+// process does fewer of them instead of holding its partner at the barrier. Tiny work (decoding
+// a tiny model) stays on one thread: a team start costs more than it saves there.
 // Rules (kernels.h): never allocate, never fail; backward ACCUMULATES (+=), NULL grads skipped.
 #include <cblas.h>
 #include <math.h>
@@ -92,7 +94,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     // one unit of work: a (b, h) pair, in blocks of ATT_TB query rows; when decoding (T == 1) a
     // (b, kv) pair instead, whose `group` query heads are one sgemm over the keys read once
     const int units = T == 1 ? KV : H;
-#pragma omp parallel for schedule(static) if ((size_t)B * H * T * S * D >= ((size_t)1 << 16))
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * H * T * S * D >= ((size_t)1 << 16))
     for (int bu = 0; bu < B * units; bu++) {
         int b = bu / units, u = bu % units;
         int g = T == 1 ? u : u / group, h0 = T == 1 ? u * group : u, nh = T == 1 ? group : 1;
@@ -145,7 +147,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     const int group = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int qs = H * D, ks = KV * D;
-#pragma omp parallel for schedule(static) if ((size_t)B * KV * T * S * D >= ((size_t)1 << 16))
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * KV * T * S * D >= ((size_t)1 << 16))
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
         float tile[ATT_TB * ATT_SC]; // datt / dpreatt of (rows of a block) x (a chunk of keys)

@@ -11,13 +11,17 @@
 // rows are worth a thread team only when there is enough work
 #define NORM_PAR_MIN ((size_t)1 << 16)
 #define NORM_CB 64 // channels per task in the weight gradients
+// rows per dynamically scheduled task (channel blocks: one per task): every task writes its own
+// outputs, so the split does not change any result, and a thread whose core is shared with
+// another process does fewer tasks instead of holding its partner at the barrier
+#define NORM_DYN 16
 
 // ---- RMSNorm ---------------------------------------------------------------------------------
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                      float eps) {
     // out (N, C), rstd (N), inp (N, C), w (C)
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, NORM_DYN) if ((size_t)N * C >= NORM_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -35,7 +39,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
                       const float *rstd, int N, int C) {
     // dinp (N, C), dw (C), dout (N, C), inp (N, C), w (C), rstd (N)
     if (dinp) {
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, NORM_DYN) if ((size_t)N * C >= NORM_PAR_MIN)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C;
             const float *g = dout + (size_t)n * C;
@@ -55,7 +59,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
     if (dw) {
         // forward: o[i] = x[i] * r * w[i]  => dw[i] += sum_n g[n][i] * x[n][i] * r[n]
         // (a block of NORM_CB channels per task, rows summed in order, rows read contiguously)
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic) if ((size_t)N * C >= NORM_PAR_MIN)
         for (int c0 = 0; c0 < C; c0 += NORM_CB) {
             int cb = C - c0 < NORM_CB ? C - c0 : NORM_CB;
             float acc[NORM_CB] = {0};
@@ -74,7 +78,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C, float eps) {
     // out (N, C), mean (N), rstd (N), inp (N, C), w (C), b (C) or NULL
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, NORM_DYN) if ((size_t)N * C >= NORM_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -100,7 +104,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
                         const float *w, const float *mean, const float *rstd, int N, int C) {
     // dinp (N, C), dw (C), db (C), dout (N, C), inp (N, C), w (C), mean (N), rstd (N)
     if (dinp) {
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, NORM_DYN) if ((size_t)N * C >= NORM_PAR_MIN)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C;
             const float *g = dout + (size_t)n * C;
@@ -127,7 +131,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
     if (dw || db) {
         // forward: o[i] = norm[i] * w[i] + b[i]
         // => dw[i] += sum_n g[n][i] norm[n][i];  db[i] += sum_n g[n][i]
-#pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic) if ((size_t)N * C >= NORM_PAR_MIN)
         for (int c0 = 0; c0 < C; c0 += NORM_CB) {
             int cb = C - c0 < NORM_CB ? C - c0 : NORM_CB;
             float sw[NORM_CB] = {0}, sb[NORM_CB] = {0};
