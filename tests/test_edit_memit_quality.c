@@ -1,6 +1,6 @@
 // KED-TEST: heavy
 // test_edit_memit_quality.c: quality of the covariance-weighted batch methods on stories260K
-// (the fact model models/ked-facts is not trained yet; this is the stand-in): statistics of
+// (issue 7's checks on the fact model: tests/test_edit_facts_quality.c): statistics of
 // layers 1-2 from 600 lines of the tokenizer corpus, then
 //  - MEMIT, one batch of 20 name edits ("... a little girl named" -> " Sue", ...): efficacy (mean
 //    rewrite accuracy) and locality (argmax agreement with the unedited model at every position
@@ -137,8 +137,8 @@ int main(void) {
     // AlphaEdit, 4 sequential batches of 5
     CHECK_OK(ked_hparams_defaults(m, "alphaedit", &hp, &err), &err);
     hp.layers[0] = 1; hp.layers[1] = 2; hp.n_layers = 2;
-    hp.nullspace_threshold = -0.05f; // the default 1% keeps no null space of this C
-    hp.L2 = -50;
+    hp.nullspace_threshold = -0.05f; // the default (a 1% threshold kept no null space of this C)
+    hp.L2 = -50;                     // the default
     float first = 0;
     for (int bt = 0; bt < 4; bt++) {
         ked_patch *q = NULL;

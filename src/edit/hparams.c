@@ -65,12 +65,15 @@ ked_status ked_hparams_defaults(const ked_model *m, const char *method, ked_hpar
     snprintf(hp->mom2_dataset, sizeof hp->mom2_dataset, "wikipedia");
     hp->mom2_n_samples = 100000;
     // lambda: E[k^T C^-1 k] = d_ff for a key of the statistics, so lambda in units of d_ff
-    // (EasyEdit: 20000 / 6400 for gpt2-xl, 15000 / 11008 for llama-7b)
-    hp->mom2_update_weight = 0.5f * (float)ked_model_config(m)->d_ff;
+    // (EasyEdit: 20000 / 6400 for gpt2-xl, 15000 / 11008 for llama-7b); 1 x d_ff: the best
+    // efficacy/neighbourhood trade-off on ked-facts and stories260K (docs/editing.md)
+    hp->mom2_update_weight = 1.0f * (float)ked_model_config(m)->d_ff;
     hp->emmet_lambda = 0.1f;
     hp->update_norm_lambda = 0;
-    hp->nullspace_threshold = -1e-2f; // < 0: relative to C's largest eigenvalue
-    hp->L2 = -1.0f;                   // < 0: relative to C's mean eigenvalue
+    // AlphaEdit: the null space = eigenvalues below 5% of C's largest, L2 = 50 x C's mean
+    // eigenvalue (both relative to the statistics' scale; docs/editing.md for the evidence)
+    hp->nullspace_threshold = -5e-2f; // < 0: relative to C's largest eigenvalue
+    hp->L2 = -50.0f;                  // < 0: relative to C's mean eigenvalue
     if (id >= 5) {
         // MEMIT's layers: a run of up to 5 layers in the lower half (EasyEdit: 13-17 of 48,
         // 4-8 of 32), never the last; its templates: "{}" + 5 of 10 tokens
