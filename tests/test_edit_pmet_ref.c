@@ -329,6 +329,16 @@ static void stories(void) {
                       "attention rewrite: %s", err.msg);
                 printf("  ok: %s\n", err.msg);
             }
+            // EasyEdit's PMETHyperParams has no default for nll_loss_factor: a file without it
+            char *nl = strstr(y, "nll_loss_factor");
+            CHECK(nl != NULL, "the YAML's nll_loss_factor line");
+            if (nl) {
+                *nl = 0;
+                write_text("build/tests/pmet_hp_nonll.yaml", y);
+                ked_status st = ked_hparams_load(m, "build/tests/pmet_hp_nonll.yaml", NULL, &hp, &err);
+                CHECK(st == KED_ERR_FORMAT && strstr(err.msg, "missing field 'nll_loss_factor'"),
+                      "no nll_loss_factor: %s", err.msg);
+            }
             free(y);
         }
     }
