@@ -148,7 +148,7 @@ static void test_determinism(void) {
     free(one); free(inp); free(w); free(bias); free(dout); free(d0);
 }
 
-// ---- --bench: the crossover against sgemm ----------------------------------------------------------
+// ---- --bench: the crossover against sgemm -------------------------------------------------
 
 static double best_of(int reps, void (*f)(void *), void *arg) {
     double best = 1e30;
@@ -167,7 +167,8 @@ static void run_small_fwd(void *p) {
 }
 static void run_blas_fwd(void *p) { // what matmul_forward did before: sgemv at N = 1, else sgemm
     bench_args *a = p;
-    for (int n = 0; n < a->N; n++) memcpy(a->out + (size_t)n * a->OC, a->bias, sizeof(float) * a->OC);
+    for (int n = 0; n < a->N; n++)
+        memcpy(a->out + (size_t)n * a->OC, a->bias, sizeof(float) * a->OC);
     if (a->N == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, a->OC, a->IC, 1.0f, a->w, a->IC, a->inp, 1, 1.0f,
                     a->out, 1);

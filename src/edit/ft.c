@@ -174,7 +174,8 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     }
     // logits only at the nl scored rows; no backward below the lowest trained layer
     int nl = target_new ? nt : 1;
-    ked_run_opts ro = {.B = 1, .T = T, .S = T, .backward = 1, .max_logits = nl, .backward_from = low};
+    ked_run_opts ro = {.B = 1, .T = T, .S = T, .backward = 1, .max_logits = nl,
+                       .backward_from = low};
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     if (info) {
         memset(info, 0, sizeof *info);

@@ -104,7 +104,7 @@ INLINE float v_sum(vf a) {
 // below this many multiply-adds a call runs on the calling thread (a parallel region costs more)
 #define SMALL_PAR_MIN ((size_t)1 << 16)
 
-// ---- forward ---------------------------------------------------------------------------------------
+// ---- forward ----------------------------------------------------------------------------------
 
 #define FWD_ROWS 32   // input rows per pass over w: their accumulators live on the stack
 #ifndef FWD_CHUNK
@@ -208,7 +208,7 @@ void matmul_forward_small(float *out, const float *inp, const float *w, const fl
     }
 }
 
-// ---- backward: dinp += dout @ w ---------------------------------------------------------------------
+// ---- backward: dinp += dout @ w ---------------------------------------------------------------
 
 // dinp[n][i0 + j] += sum_{o in [o0, o1)} dout[n][o] * w[o][i0 + j] for the RN rows n0.. and the
 // NV vectors of columns from i0 (the last one `last` lanes wide), o in increasing order.
@@ -264,7 +264,7 @@ static void bwd_strip_any(float *dinp, const float *dout, const float *w, int IC
 
 #define BWD_STRIP (4 * VL) // columns per register strip
 #ifndef BWD_OBLOCK
-#define BWD_OBLOCK 64 // weight rows per pass over a column block: they stay in L2 for the row groups
+#define BWD_OBLOCK 64 // weight rows per pass over a column block: in L2 for the row groups
 #endif
 
 void matmul_backward_small(float *dinp, const float *dout, const float *w, int N, int IC, int OC) {
