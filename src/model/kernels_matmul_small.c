@@ -187,7 +187,7 @@ void matmul_forward_small(float *out, const float *inp, const float *w, const fl
                 if (i1 < IC) {
                     pr = ro;
                     for (int r = 0; r < ro; r++) pf[r] = w + (size_t)(o0 + r) * IC + i1;
-                } else if (o0 + 4 < OC && i1 - i0 == FWD_CHUNK) {
+                } else if (o0 + 4 < OC) { // (the first i1 - i0 <= IC columns)
                     pr = OC - o0 - 4 < ro ? OC - o0 - 4 : ro;
                     for (int r = 0; r < pr; r++) pf[r] = w + (size_t)(o0 + 4 + r) * IC;
                 }
