@@ -32,7 +32,6 @@
 #define DIR "models/ked-facts"
 #define DATA "data/counterfact_portability_gpt4.json"
 #define KNOWN "tests/data/eval/counterfact_kedfacts_known200.json"
-#define AA_FLOOR 0.0
 
 static ked_model *m;
 static ked_tokenizer *tok;
@@ -213,7 +212,8 @@ int main(void) {
         printf("  issue 7 asks: >= 0.9 right after, >= 0.8 of that after the last batch (not reached, "
                "docs/editing.md)\n");
         CHECK(af >= 0.3, "AlphaEdit: first batch's rewrite_acc %.3f < 0.3 (measured 0.427)", af);
-        CHECK(aa >= AA_FLOOR, "AlphaEdit: all edits' rewrite_acc after the last batch %.3f < %g", aa, AA_FLOOR);
+        // measured 0.050 after the tenth batch (MEMIT: 0.000, docs/results.md); printed, not
+        // checked: it passes through 0 on the way (batches 6-7), a floor there would be noise
     }
     if (getenv("KF_MEMIT_SEQ")) {
         sequential(d, "memit", N, getenv("KF_B") ? atoi(getenv("KF_B")) : 20, &mf, &ml, &ma, &nd2);
