@@ -88,14 +88,18 @@ int main(void) {
     if (!m || !tok) return test_finish("test_edit_memit_quality");
     read_locality();
     // statistics: 600 lines of the tokenizer corpus
-    FILE *in = fopen("tests/data/tokenizer/corpus.txt", "rb"), *co = fopen("build/tests/quality_corpus.txt", "wb");
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build"; // tests/run.sh's build directory
+    char corpus[512], cache[512];
+    snprintf(corpus, sizeof corpus, "%s/tests/quality_corpus.txt", build);
+    snprintf(cache, sizeof cache, "%s/tests/quality_cache", build);
+    FILE *in = fopen("tests/data/tokenizer/corpus.txt", "rb"), *co = fopen(corpus, "wb");
     char line[8192];
     for (int i = 0; in && co && i < 600 && fgets(line, sizeof line, in); i++) fputs(line, co);
     if (in) fclose(in);
     if (co) fclose(co);
     ked_stats_opts so = ked_stats_defaults();
-    so.corpus = "build/tests/quality_corpus.txt";
-    so.cache_dir = "build/tests/quality_cache";
+    so.corpus = corpus;
+    so.cache_dir = cache;
     ked_request req[NR];
     char prompts[NR][128];
     for (int i = 0; i < NR; i++) {
@@ -117,7 +121,8 @@ int main(void) {
     ked_hparams hp;
     CHECK_OK(ked_hparams_defaults(m, "memit", &hp, &err), &err);
     hp.layers[0] = 1; hp.layers[1] = 2; hp.n_layers = 2;
-    hp.mom2_update_weight = 500; // about 3 d_ff: 86 (the default) 0.71 / 0.46, 1000 0.72 / 0.80
+    hp.mom2_update_weight = 500; // about 3 d_ff: 86 (0.5 d_ff) 0.71 / 0.46, 1000 0.72 / 0.80
+    if (getenv("KQ_LAMBDA")) hp.mom2_update_weight = (float)atof(getenv("KQ_LAMBDA")); // measuring
     ked_patch *p = NULL;
     ked_edit_info info;
     CHECK_OK(ked_edit_batch(m, tok, &hp, req, NR, &eo, &p, &info, &err), &err);
