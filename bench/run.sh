@@ -215,6 +215,79 @@ if [ "${BENCH_7B:-1}" != 0 ] && [ -x "$B/bench_7b" ]; then
              "$(value l1_f32_layer_prefill_s "$S") vs $(value l1_bf16_layer_prefill_s "$S") s"
     fi
 fi
+# ==== the MEMIT family (issue 7; bench/bench_memit.c, bench/ref_stats_torch.py,
+# bench/ref_memit_torch.py): on the random GPT-2-small model above, each part in a fresh process,
+# ked then PyTorch (EasyEdit's computation) back to back:
+#   statistics of the five MEMIT layers (3-7) over the first BENCH_MEMIT_STATS_TOKENS (default
+#   3000) tokens of data/wikitext2_raw_test.txt: ked in one pass, PyTorch one pass per layer
+#   (EasyEdit's layer_stats), the two C compared; tokens/s per layer-pass and the ratio;
+#   a MEMIT batch of BENCH_MEMIT_N (default 100) ZsRE requests (tests/data/eval zsre_eval_50 +
+#   knowedit_zsre_50) with bench/hparams/MEMIT-gpt2-small.yaml and the statistics just cached:
+#   ked_edit_batch's time and peak RSS; PyTorch runs BENCH_MEMIT_TORCH_Z (default 3) z
+#   optimisations and the key forwards of BENCH_MEMIT_TORCH_K (default 10) requests and scales
+#   them to the batch (the solves at full size);
+#   the memory of statistics and projectors of a BENCH_MEMIT_MEM_DIM-wide layer (default 11008).
+# BENCH_MEMIT=0 skips it. OMP_WAIT_POLICY=passive is exported unless set.
+if [ "${BENCH_MEMIT:-1}" != 0 ] && [ -x "$B/bench_memit" ]; then
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+    set -- --dir "$B/gpt2-small-random" --threads "$THREADS" --cache "$B/memit-cache" \
+        --inputs "$B/memit_inputs.json" --stats-ids "$B/memit_stats_ids.json" \
+        --stats-tokens "${BENCH_MEMIT_STATS_TOKENS:-3000}" --n "${BENCH_MEMIT_N:-100}" \
+        --mem-dim "${BENCH_MEMIT_MEM_DIM:-11008}"
+    echo
+    echo "== bench_memit statistics (threads $THREADS, OMP_WAIT_POLICY=$OMP_WAIT_POLICY," \
+         "load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$B/bench_memit" "$@" --only stats | tee "$B/memit_stats.log"
+    grep -q '^stats_seconds ' "$B/memit_stats.log" || { echo "bench_memit stats failed"; status=1; }
+    : > "$B/memit_stats_torch.log"
+    if [ "${BENCH_TORCH:-1}" != 0 ] && [ -x "$PY" ]; then
+        echo "== PyTorch statistics reference ($PY, EasyEdit's layer_stats: one pass per layer)"
+        "$PY" bench/ref_stats_torch.py --ids "$B/memit_stats_ids.json" --dir "$B/gpt2-small-random" \
+            --threads "$THREADS" --check "$B/memit-cache" | tee "$B/memit_stats_torch.log" || status=1
+    fi
+    echo "== bench_memit MEMIT batch (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$B/bench_memit" "$@" --only memit | tee "$B/memit.log"
+    grep -q '^memit_seconds ' "$B/memit.log" || { echo "bench_memit memit failed"; status=1; }
+    : > "$B/memit_torch.log"
+    if [ "${BENCH_TORCH:-1}" != 0 ] && [ -x "$PY" ]; then
+        echo "== PyTorch MEMIT reference ($PY, EasyEdit's execute_memit)"
+        "$PY" bench/ref_memit_torch.py --inputs "$B/memit_inputs.json" --dir "$B/gpt2-small-random" \
+            --threads "$THREADS" --n-z "${BENCH_MEMIT_TORCH_Z:-3}" --n-k "${BENCH_MEMIT_TORCH_K:-10}" \
+            | tee "$B/memit_torch.log" || status=1
+    fi
+    echo "== bench_memit memory of a ${BENCH_MEMIT_MEM_DIM:-11008}-wide layer"
+    "$B/bench_memit" "$@" --only mem | tee "$B/memit_mem.log"
+    echo
+    echo "== summary: MEMIT family, GPT-2-small shape, $THREADS threads, load average" \
+         "$(cut -d' ' -f1-3 /proc/loadavg)"
+    cat "$B/memit_stats.log" "$B/memit_stats_torch.log" "$B/memit.log" "$B/memit_torch.log" | awk '
+        { v[$1] = $2 }
+        function x(a) { return a == "" ? "-" : a }
+        END {
+            k = v["stats_tok_s_per_layer_pass"]; t = v["torch_stats_tok_s_per_layer_pass"]
+            r = (k != "" && t != "" && t > 0) ? k / t : ""
+            printf "stats_tokens %s\nstats_ked_tok_s_per_layer_pass %s\n", x(v["stats_tokens"]), x(k)
+            printf "stats_torch_tok_s_per_layer_pass %s\n", x(t)
+            printf "stats_ked_over_torch %s\n", r == "" ? "-" : sprintf("%.2f", r)
+            printf "stats_target_2x %s\n", r == "" ? "-" : (r >= 2 ? "met" : "NOT_met")
+            kc = v["stats_cpu_seconds"]; tc = v["torch_stats_cpu_seconds"]
+            printf "stats_ked_over_torch_cpu %s\n", (kc != "" && tc != "" && kc > 0) ? sprintf("%.2f", tc / kc) : "-"
+            printf "stats_c_max_rel_diff %s\n", x(v["torch_stats_check_max_rel"])
+            ks = v["memit_seconds"]; ts = v["torch_memit_seconds_extrapolated"]
+            r = (ks != "" && ts != "" && ks > 0) ? ts / ks : ""
+            printf "memit_requests %s\nmemit_ked_seconds %s\n", x(v["memit_requests"]), x(ks)
+            printf "memit_torch_seconds_extrapolated %s\n", x(ts)
+            printf "memit_ked_speedup %s\n", r == "" ? "-" : sprintf("%.1f", r)
+            kc = v["memit_cpu_seconds"]; tc = v["torch_memit_cpu_seconds_extrapolated"]
+            printf "memit_ked_speedup_cpu %s\n", (kc != "" && tc != "" && kc > 0) ? sprintf("%.1f", tc / kc) : "-"
+            printf "memit_target_10x_torch %s\n", r == "" ? "-" : (r >= 10 ? "met" : "NOT_met")
+            printf "memit_target_279s %s\n", ks == "" ? "-" : (ks <= 279 ? "met" : "NOT_met")
+            p32 = v["memit_peak_rss_over_weights_plus_stats_fp32"]
+            printf "memit_peak_rss_mb %s\nmemit_peak_over_weights_plus_stats %s\n",
+                x(v["memit_peak_rss_mb"]), x(p32)
+            printf "memit_target_memory_1.2x %s\n", p32 == "" ? "-" : (p32 <= 1.2 ? "met" : "NOT_met")
+        }'
+fi
 # ==== training throughput (issue 6; bench/bench_train.c): tokens/s of ked train's step on a
 # ked-facts-shaped LLaMA and its share of the sgemm peak. BENCH_TRAIN=0 skips it.
 if [ "${BENCH_TRAIN:-1}" != 0 ] && [ -x "$B/bench_train" ]; then
