@@ -179,25 +179,38 @@ ked_status edit_bare_outputs_at(const ked_model *m, const edit_case *cs, int n, 
 // K (F, n) column j: case j's mlp_key at layer l averaged over its templates (EasyEdit's groups)
 ked_status edit_memit_keys(const ked_model *m, const edit_case *cs, int n, int l, double *K,
                            ked_error *err) {
+    // the template rows of whole requests, about ROWS at a time, in one capture forward each (one
+    // forward per request would read the weights of layers 0..l once per request)
+    enum { ROWS = 32 };
     int F = m->cfg.d_ff;
-    for (int j = 0; j < n; j++) {
-        int nc = cs[j].n_ctx;
-        float *all = ked_malloc(sizeof(float) * (size_t)nc * F, "keys", err);
-        if (!all) return KED_ERR_NOMEM;
+    for (int j0 = 0; j0 < n;) {
+        int nr = 0, j1 = j0;
+        while (j1 < n && (j1 == j0 || nr + cs[j1].n_ctx <= ROWS)) nr += cs[j1++].n_ctx;
+        edit_seq *seqs = ked_malloc(sizeof *seqs * (size_t)nr, "keys", err);
+        float *all = ked_malloc(sizeof(float) * (size_t)nr * F, "keys", err);
+        if (!seqs || !all) { free(seqs); free(all); return KED_ERR_NOMEM; }
+        for (int j = j0, r = 0; j < j1; j++)
+            for (int i = 0; i < cs[j].n_ctx; i++) seqs[r++] = cs[j].ctx[i];
         ked_hook_point pt = KED_HOOK_MLP_KEY;
-        ked_status st = edit_capture_at(m, cs[j].ctx, nc, l, &pt, &all, 1, err);
+        ked_status st = edit_capture_at(m, seqs, nr, l, &pt, &all, 1, err);
+        free(seqs);
         if (st) { free(all); return st; }
-        for (int f = 0; f < F; f++) {
-            double v;
-            if (nc == 1) v = all[f];
-            else {
-                double s = 0;
-                for (int i = 1; i < nc; i++) s += all[(size_t)i * F + f];
-                v = 0.5 * all[f] + 0.5 * s / (nc - 1);
+        for (int j = j0, r0 = 0; j < j1; r0 += cs[j].n_ctx, j++) {
+            int nc = cs[j].n_ctx;
+            const float *kj = all + (size_t)r0 * F; // (nc, F) this request's rows
+            for (int f = 0; f < F; f++) {
+                double v;
+                if (nc == 1) v = kj[f];
+                else {
+                    double sum = 0;
+                    for (int i = 1; i < nc; i++) sum += kj[(size_t)i * F + f];
+                    v = 0.5 * kj[f] + 0.5 * sum / (nc - 1);
+                }
+                K[(size_t)f * n + j] = v;
             }
-            K[(size_t)f * n + j] = v;
         }
         free(all);
+        j0 = j1;
     }
     return KED_OK;
 }
