@@ -205,9 +205,15 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
 ked_status edit_stats_ids(const ked_model *m, const int *const *docs, const int *lens, int n_docs,
                           const int *layers, int n_layers, int batch_tokens, double **acc,
                           int64_t *count, ked_error *err);
-// edit_rome_mom2: ROME's u = C^-1 k* (normalised) for layer L (statistics as ked_edit_opts says)
+// edit_stats_layer: the statistics of one layer (EasyEdit's .npz when hp names one, else ked's
+// cache, else computed from the corpus of o->stats)
 ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
                             const ked_edit_opts *o, int layer, ked_stats *out, ked_error *err);
+// edit_stats_ensure: every layer of hp->layers has statistics before an edit starts: the
+// missing ones computed together in one pass over the corpus (cached), or the error that names
+// mom2_dataset and --stats-corpus when there is none
+ked_status edit_stats_ensure(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                             const ked_edit_opts *o, ked_error *err);
 // edit_rome_mom2: u = C^-1 kstar / |C^-1 kstar| with the cached statistics of layer L
 ked_status edit_rome_mom2(ked_model *m, const ked_hparams *hp, const ked_edit_opts *o, int L,
                           const float *kstar, float *u, ked_error *err);

@@ -37,8 +37,22 @@ static void format_tmp(char *out, size_t cap, const char *tmpl, int layer) {
     snprintf(out, cap, "%.*s%d%s", (int)(b - tmpl), tmpl, layer, b + 2);
 }
 
-ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
-                            const ked_edit_opts *o, int layer, ked_stats *out, ked_error *err) {
+// how statistics are found or computed for an edit: the options given, EasyEdit's
+// mom2_n_samples as the document budget when none is given; no corpus without a tokenizer
+static ked_stats_opts stats_opts_for(const ked_hparams *hp, const ked_edit_opts *o,
+                                     const ked_tokenizer *tok) {
+    ked_stats_opts so = o && o->stats ? *o->stats : ked_stats_defaults();
+    if (!tok) so.corpus = NULL;
+    if (so.corpus && so.max_docs <= 0 && so.max_tokens <= 0 && hp->mom2_n_samples > 0)
+        so.max_docs = hp->mom2_n_samples;
+    return so;
+}
+
+// the statistics of one layer; compute = 0 only looks (EasyEdit's .npz, ked's cache under the
+// same key as computing would use) and fails when there are none
+static ked_status stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                              const ked_edit_opts *o, int layer, int compute, ked_stats *out,
+                              ked_error *err) {
     int F = ked_model_config(m)->d_ff;
     // EasyEdit's own file: {stats_dir}/{model}/{ds}_stats/{rewrite module}_float32_mom2_{n}.npz
     if (hp->stats_dir[0] && hp->rewrite_tmp[0]) {
@@ -62,13 +76,10 @@ ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hp
             return KED_OK;
         }
     }
-    ked_stats_opts so = o && o->stats ? *o->stats : ked_stats_defaults();
-    if (!tok) so.corpus = NULL;
-    if (so.corpus && so.max_docs <= 0 && so.max_tokens <= 0 && hp->mom2_n_samples > 0)
-        so.max_docs = hp->mom2_n_samples;
+    ked_stats_opts so = stats_opts_for(hp, o, tok);
     ked_error e2;
-    ked_status st = ked_stats_get(m, tok, &layer, 1, &so, out, &e2);
-    if (st && !so.corpus) {
+    ked_status st = ked_stats_get(m, compute ? tok : NULL, &layer, 1, &so, out, &e2);
+    if (st && !so.corpus && compute) {
         char dir[1024];
         ked_stats_cache_dir(so.cache_dir, dir, sizeof dir);
         return ked_fail(err, st, "%s: %s needs second-moment statistics of layer %d, and none are "
@@ -78,6 +89,34 @@ ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hp
                         hp->mom2_dataset[0] ? hp->mom2_dataset : "wikipedia");
     }
     if (st && err) *err = e2;
+    return st;
+}
+
+ked_status edit_stats_layer(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                            const ked_edit_opts *o, int layer, ked_stats *out, ked_error *err) {
+    return stats_layer(m, tok, hp, o, layer, 1, out, err);
+}
+
+ked_status edit_stats_ensure(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
+                             const ked_edit_opts *o, ked_error *err) {
+    int missing[KED_MAX_EDIT_LAYERS], n_missing = 0;
+    for (int i = 0; i < hp->n_layers; i++) { // found (an .npz file or ked's cache), one at a time
+        ked_stats S;
+        if (!stats_layer(m, tok, hp, o, hp->layers[i], 0, &S, NULL)) ked_stats_free(&S);
+        else missing[n_missing++] = hp->layers[i];
+    }
+    if (!n_missing) return KED_OK;
+    ked_stats_opts so = stats_opts_for(hp, o, tok);
+    if (!so.corpus) { // the error that names mom2_dataset and --stats-corpus
+        ked_stats S;
+        ked_status st = edit_stats_layer(m, tok, hp, o, missing[0], &S, err);
+        if (!st) ked_stats_free(&S);
+        return st;
+    }
+    // the missing layers together: one pass over the corpus, cached for the edit to read
+    ked_stats S[KED_MAX_EDIT_LAYERS];
+    ked_status st = ked_stats_get(m, tok, missing, n_missing, &so, S, err);
+    for (int i = 0; !st && i < n_missing; i++) ked_stats_free(&S[i]);
     return st;
 }
 
@@ -330,18 +369,13 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
         info->subject_token = cs[0].bare.lookup;
         info->n_requests = n;
     }
-    // the statistics first (computed and cached now when a corpus is given), so that a missing
-    // corpus fails before the optimisation
-    for (int li = 0; li < NL; li++) {
-        if ((st = edit_stats_layer(m, tok, hp, o, layers[li], &S, err))) goto done;
-        ked_stats_free(&S);
-    }
+    if ((st = edit_stats_ensure(m, tok, hp, o, err))) goto done;
     // z: one v* optimisation per request at the last layer's output (independent of each other)
     if (zgiven) memcpy(z, zgiven, sizeof(float) * (size_t)C * n);
     else {
         ked_hparams hz = *hp;
         hz.v_point = KED_HOOK_RESID_OUT;
-        // batched: up to 16 requests per forward/backward (zbatch.c)
+        // batched: up to 16 requests per forward/backward (vstar.c)
         for (int j0 = 0; j0 < n; j0 += 16) {
             int nb = n - j0 < 16 ? n - j0 : 16;
             vstar_result vb[16];

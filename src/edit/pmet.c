@@ -89,12 +89,7 @@ ked_status edit_pmet_given(ked_model *m, const ked_tokenizer *tok, const ked_hpa
         info->subject_token = cs[0].bare.lookup;
         info->n_requests = n;
     }
-    // the statistics first (computed and cached now when a corpus is given), so that a missing
-    // corpus fails before the optimisation
-    for (int li = 0; li < NL; li++) {
-        if ((st = edit_stats_layer(m, tok, hp, o, layers[li], &S, err))) goto done;
-        ked_stats_free(&S);
-    }
+    if ((st = edit_stats_ensure(m, tok, hp, o, err))) goto done;
     if (zgiven) memcpy(z, zgiven, sizeof(float) * (size_t)C * n);
     else if ((st = edit_pmet_zs(m, hp, cs, n, zL, o, z, NULL, info, err))) goto done;
     for (int li = 0; li < NL; li++) {

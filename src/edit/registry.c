@@ -110,12 +110,9 @@ ked_status ked_edit_batch(ked_model *m, const ked_tokenizer *tok, const ked_hpar
     st = edit_case_build(tok, req, templates, n_templates, hp->fact_token, &c, err);
     edit_templates_free(sampled, n_sampled);
     if (st) return st;
-    if (me->kind != M_FT && hp->mom2_adjustment) { // ROME's C: computed (and cached) up front
-        for (int i = 0; i < hp->n_layers && !st; i++) {
-            ked_stats S;
-            if (!(st = edit_stats_layer(m, tok, hp, o, hp->layers[i], &S, err))) ked_stats_free(&S);
-        }
-        if (st) { edit_case_free(&c); return st; }
+    if (me->kind != M_FT && hp->mom2_adjustment && (st = edit_stats_ensure(m, tok, hp, o, err))) {
+        edit_case_free(&c); // ROME's C: computed (and cached) up front
+        return st;
     }
     if (me->kind == M_FT) {
         ked_hparams h = *hp;

@@ -439,6 +439,12 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
                         "in %s: give a corpus (ked edit --stats-corpus FILE, or ked stats --corpus "
                         "FILE; EasyEdit's mom2_dataset is wikipedia)", ked_model_path(m), layers[0], dir);
     }
+    if (!tok) {
+        free(data);
+        for (int k = 0; k < n_layers; k++) ked_stats_free(&out[k]);
+        return ked_fail(err, KED_ERR_ARG, "statistics of %s layer %d are not cached, and computing "
+                        "them from %s needs a tokenizer", ked_model_path(m), layers[0], o->corpus);
+    }
     // one pass over the corpus for every layer (the cached ones too: one pass costs the same)
     double *acc[KED_MAX_EDIT_LAYERS] = {0};
     int **docs = NULL, *lens = NULL, cap_docs = 0, nd = 0, maxT = ctx_len(cfg);
