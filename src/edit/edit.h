@@ -179,6 +179,11 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
 ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                             int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err);
 void vstar_result_free(vstar_result *r);
+// edit_info_begin: info (may be NULL) reset for an edit of n cases by `method` at `layer`;
+// edit_info_add_losses: append a v* run's per-step losses to info->loss (as far as it holds)
+void edit_info_begin(ked_edit_info *info, const char *method, int layer, const edit_case *cs,
+                     int n);
+void edit_info_add_losses(ked_edit_info *info, const vstar_result *r);
 
 /* ---- methods ------------------------------------------------------------------------------------- */
 

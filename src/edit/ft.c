@@ -177,12 +177,7 @@ ked_status edit_ft_case(ked_model *m, const ked_hparams *hp, const edit_case *c,
     ked_run_opts ro = {.B = 1, .T = T, .S = T, .backward = 1, .max_logits = nl,
                        .backward_from = low};
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
-    if (info) {
-        memset(info, 0, sizeof *info);
-        snprintf(info->method, sizeof info->method, "%s", p->method);
-        info->layer = hp->layers[0];
-        info->subject_token = c->bare.lookup;
-    }
+    edit_info_begin(info, p->method, hp->layers[0], c, 1);
     for (int it = 0; it < hp->num_steps; it++) {
         ked_forward_opts fo = ked_forward_defaults();
         fo.logit_idx = lidx;

@@ -362,13 +362,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     ked_stats S = {0};
     vstar_result vs = {0};
     if (!z || !cur || !K || !R || !fa || !fb) { st = KED_ERR_NOMEM; goto done; }
-    if (info) {
-        memset(info, 0, sizeof *info);
-        snprintf(info->method, sizeof info->method, "%s", p->method);
-        info->layer = layers[0];
-        info->subject_token = cs[0].bare.lookup;
-        info->n_requests = n;
-    }
+    edit_info_begin(info, p->method, layers[0], cs, n);
     if ((st = edit_stats_ensure(m, tok, hp, o, err))) goto done;
     // z: one v* optimisation per request at the last layer's output (independent of each other)
     if (zgiven) memcpy(z, zgiven, sizeof(float) * (size_t)C * n);
@@ -383,8 +377,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
             for (int jj = 0; jj < nb; jj++) {
                 int j = j0 + jj;
                 for (int c = 0; c < C; c++) z[(size_t)c * n + j] = vb[jj].target_init[c] + vb[jj].delta[c];
-                if (info)
-                    for (int s = 0; s < vb[jj].n_steps && info->n_steps < 256; s++) info->loss[info->n_steps++] = vb[jj].loss[s];
+                edit_info_add_losses(info, &vb[jj]);
                 vstar_result_free(&vb[jj]);
             }
         }

@@ -45,9 +45,7 @@ ked_status edit_pmet_zs(ked_model *m, const ked_hparams *hp, const edit_case *cs
                 z_mlp[(size_t)c * n + j] = vb[jj].target_init[c] + vb[jj].delta[c];
                 if (z_attn) z_attn[(size_t)c * n + j] = vb[jj].target_init[C + c] + vb[jj].delta[C + c];
             }
-            if (info)
-                for (int s = 0; s < vb[jj].n_steps && info->n_steps < 256; s++)
-                    info->loss[info->n_steps++] = vb[jj].loss[s];
+            edit_info_add_losses(info, &vb[jj]);
             vstar_result_free(&vb[jj]);
         }
     }
@@ -82,13 +80,7 @@ ked_status edit_pmet_given(ked_model *m, const ked_tokenizer *tok, const ked_hpa
     memset(tw, 0, sizeof tw);
     ked_stats S = {0};
     if (!z || !cur || !K || !R || !fa || !fb) { st = KED_ERR_NOMEM; goto done; }
-    if (info) {
-        memset(info, 0, sizeof *info);
-        snprintf(info->method, sizeof info->method, "pmet");
-        info->layer = layers[0];
-        info->subject_token = cs[0].bare.lookup;
-        info->n_requests = n;
-    }
+    edit_info_begin(info, "pmet", layers[0], cs, n);
     if ((st = edit_stats_ensure(m, tok, hp, o, err))) goto done;
     if (zgiven) memcpy(z, zgiven, sizeof(float) * (size_t)C * n);
     else if ((st = edit_pmet_zs(m, hp, cs, n, zL, o, z, NULL, info, err))) goto done;

@@ -54,12 +54,7 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
     memset(tw, 0, sizeof tw);
     vstar_result vs = {0};
     if (!kstar || !u || !k0 || !v0 || !vstar || !right) { st = KED_ERR_NOMEM; goto done; }
-    if (info) {
-        memset(info, 0, sizeof *info);
-        snprintf(info->method, sizeof info->method, "%s", p->method);
-        info->layer = layers[0];
-        info->subject_token = c->bare.lookup;
-    }
+    edit_info_begin(info, p->method, layers[0], c, 1);
     for (int li = 0; li < hp->n_layers; li++) {
         int L = layers[li];
         // v*; its first forward also hands back k* and, when ctx[0] is the bare prompt (the "{}"
@@ -91,9 +86,7 @@ ked_status edit_rome_case(ked_model *m, const ked_hparams *hp, const edit_case *
         if (!(fabs(denom) > 0)) { st = ked_fail(err, KED_ERR_ARG, "ROME: k0 . u is zero at layer %d", L); goto done; }
         for (int j = 0; j < C; j++) right[j] = (vstar[j] - v0[j]) / (float)denom;
         if ((st = patch_add_lowrank(p, m, L, P_WDOWN, 1, right, u, err))) goto done;
-        if (info) {
-            for (int s = 0; s < vs.n_steps && info->n_steps < 256; s++) info->loss[info->n_steps++] = vs.loss[s];
-        }
+        edit_info_add_losses(info, &vs);
         // later layers see this one
         if (li + 1 < hp->n_layers) {
             if ((st = temp_weight_begin(m, L, P_WDOWN, &tw[li], err))) goto done;

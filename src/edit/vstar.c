@@ -37,6 +37,7 @@
 // vstar_opts.full recomputes every position of every row at every step from layer 0 (the
 // reference path the tests compare with).
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,22 @@ void vstar_result_free(vstar_result *r) {
     free(r->target_init);
     free(r->delta);
     r->target_init = r->delta = NULL;
+}
+
+void edit_info_begin(ked_edit_info *info, const char *method, int layer, const edit_case *cs,
+                     int n) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    snprintf(info->method, sizeof info->method, "%s", method);
+    info->layer = layer;
+    info->subject_token = cs[0].bare.lookup;
+    info->n_requests = n;
+}
+
+void edit_info_add_losses(ked_edit_info *info, const vstar_result *r) {
+    int cap = (int)(sizeof info->loss / sizeof info->loss[0]);
+    for (int s = 0; info && s < r->n_steps && info->n_steps < cap; s++)
+        info->loss[info->n_steps++] = r->loss[s];
 }
 
 double edit_norm2(const float *x, int n) {
