@@ -75,7 +75,7 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libked.a
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) -Itests $< $(BUILD)/libked.a -o $@ $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libked.a
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libked.a
 	@mkdir -p $(dir $@)
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $< $(BUILD)/libked.a -o $@ $(LDLIBS)

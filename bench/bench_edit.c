@@ -43,152 +43,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_edit"
+#include "bench_util.h"
 #include "ked.h"
 #include "edit/edit.h"       // edit_case_build, edit_batch, edit_mean_at, edit_capture_at (replay)
 #include "io/safetensors.h"
 
-// GPT-2 small
-enum { L_ = 12, C_ = 768, H_ = 12, V_ = 50257, P_ = 1024, F_ = 4 * C_ };
 
 static const char *PROMPT = "The mother tongue of Danielle Darrieux is";
 static const char *SUBJECT = "Danielle Darrieux";
 static const char *TARGET = " English";
-
-static double now(void) { return omp_get_wtime(); }
-
-static double cpu_now(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
-
-static void die(const char *what, const ked_error *err) {
-    fprintf(stderr, "bench_edit: %s: %s\n", what, err ? err->msg : strerror(errno));
-    exit(1);
-}
-
-static void loadavg(const char *when) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    double a = 0, b = 0, c = 0;
-    if (f) {
-        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = 0;
-        fclose(f);
-    }
-    printf("loadavg_%s %.2f %.2f %.2f\n", when, a, b, c);
-}
-
-// ---- a random GPT-2-small checkpoint (the format bench_model writes) -----------------------------
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rng_u32(void) { // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
-}
-// approximately N(0, std^2): the sum of 4 uniforms, rescaled
-static void fill_normal(float *x, size_t n, float std) {
-    const float k = std * sqrtf(3.0f) / 2.0f / 2147483648.0f;
-    for (size_t i = 0; i < n; i++) {
-        int64_t s = (int64_t)rng_u32() + rng_u32() + rng_u32() + rng_u32() - 4 * 2147483648ll;
-        x[i] = (float)s * k;
-    }
-}
-
-enum { NT = 2 + L_ * 12 + 2 };
-typedef enum { INIT_W, INIT_POS, INIT_ONE, INIT_ZERO } init_kind;
-static st_write_tensor tensors[NT];
-static init_kind inits[NT];
-static char names[NT][64];
-static int n_tensors;
-static long long data_bytes;
-
-static void add(const char *name, int layer, int64_t d0, int64_t d1, init_kind init) {
-    int i = n_tensors++;
-    if (layer >= 0) snprintf(names[i], sizeof names[i], "transformer.h.%d.%s", layer, name);
-    else snprintf(names[i], sizeof names[i], "transformer.%s", name);
-    tensors[i].name = names[i];
-    tensors[i].dtype = KED_F32;
-    tensors[i].ndim = d1 ? 2 : 1;
-    tensors[i].shape[0] = d0;
-    tensors[i].shape[1] = d1;
-    inits[i] = init;
-    data_bytes += 4ll * d0 * (d1 ? d1 : 1);
-}
-
-// dir/config.json and dir/model.safetensors unless a model of this shape is there
-static void write_model(const char *dir) {
-    char cfg[1024], st[1024];
-    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    snprintf(st, sizeof st, "%s/model.safetensors", dir);
-    add("wte.weight", -1, V_, C_, INIT_W);
-    add("wpe.weight", -1, P_, C_, INIT_POS);
-    for (int l = 0; l < L_; l++) { // Conv1D weights are (in, out)
-        add("ln_1.weight", l, C_, 0, INIT_ONE);
-        add("ln_1.bias", l, C_, 0, INIT_ZERO);
-        add("attn.c_attn.weight", l, C_, 3 * C_, INIT_W);
-        add("attn.c_attn.bias", l, 3 * C_, 0, INIT_ZERO);
-        add("attn.c_proj.weight", l, C_, C_, INIT_W);
-        add("attn.c_proj.bias", l, C_, 0, INIT_ZERO);
-        add("ln_2.weight", l, C_, 0, INIT_ONE);
-        add("ln_2.bias", l, C_, 0, INIT_ZERO);
-        add("mlp.c_fc.weight", l, C_, F_, INIT_W);
-        add("mlp.c_fc.bias", l, F_, 0, INIT_ZERO);
-        add("mlp.c_proj.weight", l, F_, C_, INIT_W);
-        add("mlp.c_proj.bias", l, C_, 0, INIT_ZERO);
-    }
-    add("ln_f.weight", -1, C_, 0, INIT_ONE);
-    add("ln_f.bias", -1, C_, 0, INIT_ZERO);
-    struct stat sb;
-    if (stat(cfg, &sb) == 0 && stat(st, &sb) == 0 && sb.st_size > data_bytes &&
-        sb.st_size < data_bytes + 65536) {
-        printf("model_dir %s (reused)\n", dir);
-        return;
-    }
-    if (mkdir(dir, 0755) && errno != EEXIST) die(dir, NULL);
-    double t0 = now();
-    float *data = malloc((size_t)data_bytes);
-    if (!data) die("allocating the random weights", NULL);
-    float *p = data;
-    for (int i = 0; i < n_tensors; i++) {
-        size_t numel =
-            (size_t)tensors[i].shape[0] * (tensors[i].ndim == 2 ? (size_t)tensors[i].shape[1] : 1);
-        for (size_t j = 0; j < numel && inits[i] >= INIT_ONE; j++) p[j] = inits[i] == INIT_ONE;
-        if (inits[i] == INIT_W) fill_normal(p, numel, 0.02f);
-        if (inits[i] == INIT_POS) fill_normal(p, numel, 0.01f);
-        tensors[i].data = p;
-        p += numel;
-    }
-    ked_error err;
-    if (st_write(st, tensors, n_tensors, NULL, NULL, 0, &err)) die("st_write", &err);
-    free(data);
-    FILE *f = fopen(cfg, "w");
-    if (!f) die(cfg, NULL);
-    fprintf(f, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
-               "  \"activation_function\": \"gelu_new\",\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n"
-               "  \"n_head\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n"
-               "  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": 1e-05,\n"
-               "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n"
-               "  \"tie_word_embeddings\": true,\n  \"torch_dtype\": \"float32\"\n}\n",
-            C_, L_, H_, P_, P_, V_);
-    if (fclose(f)) die(cfg, NULL);
-    printf("model_dir %s (written in %.1f s, %.0f MB)\n", dir, now() - t0, data_bytes / 1e6);
-}
-
-// ---- resident memory ----------------------------------------------------------------------------
-
-static long status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') { v = atol(line + n + 1); break; }
-    fclose(f);
-    return v;
-}
-static double mb(long kb) { return kb * 1024.0 / 1e6; }
 
 // ---- options --------------------------------------------------------------------------------------
 
@@ -196,19 +60,6 @@ typedef struct {
     const char *dir, *tokenizer, *templates, *rome_hp, *ft_hp, *only, *inputs;
     int iters, warmup, threads, breakdown;
 } opts;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(const double *t, int n) {
-    double s[64];
-    if (n < 1) return NAN;
-    if (n > 64) n = 64;
-    memcpy(s, t, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
 
 // per-step timestamps of one edit (on_step is called after each step's forward and loss)
 typedef struct {
@@ -515,7 +366,7 @@ int main(int argc, char **argv) {
               "bench/hparams/context-templates-21.txt", "bench/hparams/ROME-gpt2-small.yaml",
               "bench/hparams/FT-gpt2-small.yaml", "all", NULL, 3, 1, 2, 0};
     const char *child_method = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { // --option value pairs
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) usage();
         if (!strcmp(a, "--dir")) o.dir = v;
@@ -531,7 +382,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--breakdown")) o.breakdown = atoi(v);
         else if (!strcmp(a, "--child")) child_method = v;
         else usage();
-        i++;
     }
     if (o.iters < 0 || o.warmup < 0 || o.iters + o.warmup < 1 || o.threads < 1) usage();
     if (child_method) return child(&o, child_method);
@@ -540,7 +390,7 @@ int main(int argc, char **argv) {
            L_, C_, V_, o.threads, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset");
     printf("request: prompt \"%s\", subject \"%s\", target \"%s\"\n", PROMPT, SUBJECT, TARGET);
     fflush(stdout);
-    write_model(o.dir);
+    write_gpt2_small(o.dir);
     fflush(stdout);
     const char *ms[2] = {"rome", "ftm"};
     int status = 0;

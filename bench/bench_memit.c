@@ -53,45 +53,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_memit"
+#include "bench_util.h"
 #include "ked.h"
 #include "edit/edit.h" // edit_case_build, edit_memit_solve
-
-static double now(void) { return omp_get_wtime(); }
-
-static double cpu_now(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
-
-static void die(const char *what, const ked_error *err) {
-    fprintf(stderr, "bench_memit: %s: %s\n", what, err ? err->msg : strerror(errno));
-    exit(1);
-}
-
-static void loadavg(const char *when) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    double a = 0, b = 0, c = 0;
-    if (f) {
-        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = 0;
-        fclose(f);
-    }
-    printf("loadavg_%s %.2f %.2f %.2f\n", when, a, b, c);
-    fflush(stdout);
-}
-
-static long status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') { v = atol(line + n + 1); break; }
-    fclose(f);
-    return v;
-}
-static double mb(long kb) { return kb * 1024.0 / 1e6; }
 
 // reset VmHWM to the current RSS (Linux >= 4.0); 0 on success
 static int reset_hwm(void) {

@@ -37,145 +37,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_model"
+#include "bench_util.h"
 #include "ked.h"
 #include "io/safetensors.h"
 #include "model/model.h" // --breakdown replays the decoder's kernels on a run's own buffers
 
-// GPT-2 small
-enum { L_ = 12, C_ = 768, H_ = 12, V_ = 50257, P_ = 1024, F_ = 4 * C_ };
-
-static double now(void) { return omp_get_wtime(); }
-
-static void die(const char *what, const ked_error *err) {
-    fprintf(stderr, "bench_model: %s: %s\n", what, err ? err->msg : strerror(errno));
-    exit(1);
-}
-
-// ---- a random GPT-2-small checkpoint ------------------------------------------------------------
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rng_u32(void) { // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
-}
-// approximately N(0, std^2): the sum of 4 uniforms, rescaled (fast; the shape is what matters)
-static void fill_normal(float *x, size_t n, float std) {
-    const float k = std * sqrtf(3.0f) / 2.0f / 2147483648.0f; // var of U(-1,1) is 1/3, 4 of them
-    for (size_t i = 0; i < n; i++) {
-        int64_t s = (int64_t)rng_u32() + rng_u32() + rng_u32() + rng_u32() - 4 * 2147483648ll;
-        x[i] = (float)s * k;
-    }
-}
-static void fill_const(float *x, size_t n, float v) {
-    for (size_t i = 0; i < n; i++) x[i] = v;
-}
-
-// the tensors of the checkpoint, in the order GPT2LMHeadModel.save_pretrained writes them (tied
-// head: no lm_head.weight), each with how it is initialised (GPT-2's init: N(0, 0.02) weights,
-// N(0, 0.01) positions, LayerNorm weights 1, biases 0)
-enum { NT = 2 + L_ * 12 + 2 };
-typedef enum { INIT_W, INIT_POS, INIT_ONE, INIT_ZERO } init_kind;
-static st_write_tensor tensors[NT];
-static init_kind inits[NT];
-static char names[NT][64];
-static int n_tensors;
-static long long data_bytes;
-
-static void add(const char *name, int layer, int64_t d0, int64_t d1, init_kind init) {
-    int i = n_tensors++;
-    if (layer >= 0) snprintf(names[i], sizeof names[i], "transformer.h.%d.%s", layer, name);
-    else snprintf(names[i], sizeof names[i], "transformer.%s", name);
-    tensors[i].name = names[i];
-    tensors[i].dtype = KED_F32;
-    tensors[i].ndim = d1 ? 2 : 1;
-    tensors[i].shape[0] = d0;
-    tensors[i].shape[1] = d1;
-    inits[i] = init;
-    data_bytes += 4ll * d0 * (d1 ? d1 : 1);
-}
-
-// write dir/config.json and dir/model.safetensors unless a model of this shape is there
-static void write_model(const char *dir) {
-    char cfg[1024], st[1024];
-    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    snprintf(st, sizeof st, "%s/model.safetensors", dir);
-    add("wte.weight", -1, V_, C_, INIT_W);
-    add("wpe.weight", -1, P_, C_, INIT_POS);
-    for (int l = 0; l < L_; l++) { // Conv1D weights are (in, out)
-        add("ln_1.weight", l, C_, 0, INIT_ONE);
-        add("ln_1.bias", l, C_, 0, INIT_ZERO);
-        add("attn.c_attn.weight", l, C_, 3 * C_, INIT_W);
-        add("attn.c_attn.bias", l, 3 * C_, 0, INIT_ZERO);
-        add("attn.c_proj.weight", l, C_, C_, INIT_W);
-        add("attn.c_proj.bias", l, C_, 0, INIT_ZERO);
-        add("ln_2.weight", l, C_, 0, INIT_ONE);
-        add("ln_2.bias", l, C_, 0, INIT_ZERO);
-        add("mlp.c_fc.weight", l, C_, F_, INIT_W);
-        add("mlp.c_fc.bias", l, F_, 0, INIT_ZERO);
-        add("mlp.c_proj.weight", l, F_, C_, INIT_W);
-        add("mlp.c_proj.bias", l, C_, 0, INIT_ZERO);
-    }
-    add("ln_f.weight", -1, C_, 0, INIT_ONE);
-    add("ln_f.bias", -1, C_, 0, INIT_ZERO);
-    long long bytes = data_bytes;
-    int n = n_tensors;
-    // the file is the 8-byte length, the header (< 64 KiB here) and the data: reuse it when its
-    // size says it holds this shape (a different model or a torn write has another size)
-    struct stat sb;
-    if (stat(cfg, &sb) == 0 && stat(st, &sb) == 0 && sb.st_size > bytes &&
-        sb.st_size < bytes + 65536) {
-        printf("model_dir %s (reused)\n", dir);
-        return;
-    }
-    if (mkdir(dir, 0755) && errno != EEXIST) die(dir, NULL);
-    double t0 = now();
-    float *data = malloc((size_t)bytes);
-    if (!data) die("allocating the random weights", NULL);
-    float *p = data;
-    for (int i = 0; i < n; i++) {
-        size_t numel =
-            (size_t)tensors[i].shape[0] * (tensors[i].ndim == 2 ? (size_t)tensors[i].shape[1] : 1);
-        switch (inits[i]) {
-        case INIT_W: fill_normal(p, numel, 0.02f); break;
-        case INIT_POS: fill_normal(p, numel, 0.01f); break;
-        case INIT_ONE: fill_const(p, numel, 1.0f); break;
-        case INIT_ZERO: fill_const(p, numel, 0.0f); break;
-        }
-        tensors[i].data = p;
-        p += numel;
-    }
-    ked_error err;
-    if (st_write(st, tensors, n, NULL, NULL, 0, &err)) die("st_write", &err);
-    free(data);
-    FILE *f = fopen(cfg, "w");
-    if (!f) die(cfg, NULL);
-    fprintf(f, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
-               "  \"activation_function\": \"gelu_new\",\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n"
-               "  \"n_head\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n"
-               "  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": 1e-05,\n"
-               "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n"
-               "  \"tie_word_embeddings\": true,\n  \"torch_dtype\": \"float32\"\n}\n",
-            C_, L_, H_, P_, P_, V_);
-    if (fclose(f)) die(cfg, NULL);
-    printf("model_dir %s (written in %.1f s, %.0f MB)\n", dir, now() - t0, bytes / 1e6);
-}
-
 // ---- resident memory ----------------------------------------------------------------------------
-
-// a field of /proc/self/status in kB ("VmHWM", "VmRSS", "RssAnon", "RssFile"); -1 if absent
-static long status_kb(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') { v = atol(line + n + 1); break; }
-    fclose(f);
-    return v;
-}
 
 // the child: load, report, exit. Nothing else is allocated before the load.
 static int load_only(const char *dir) {
@@ -243,11 +111,6 @@ static double sgemm_peak(int threads) {
 }
 
 // ---- timing -------------------------------------------------------------------------------------
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct { double best, median; } timing;
 static timing summarize(double *t, int n) {
@@ -489,7 +352,7 @@ int main(int argc, char **argv) {
     int do_fwd = strcmp(only, "bwd") != 0, do_bwd = strcmp(only, "fwd") != 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    write_model(dir);
+    write_gpt2_small(dir);
 
     // the load, in a fresh process
     fflush(stdout);
