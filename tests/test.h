@@ -29,6 +29,20 @@ static int test_checks_, test_failures_;
         CHECK(st_ == 0, "%s", (err)->msg);                                          \
     } while (0)
 
+// a whole file as a NUL-terminated malloc'd string; NULL when it cannot be read
+static inline char *test_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
 // max |a-b| over n floats, and where it is
 static inline float test_maxdiff(const float *a, const float *b, size_t n, size_t *where) {
     float m = 0; size_t w = 0;

@@ -94,20 +94,6 @@ static void check_tokens(const char *text, const char *const *want, int n_want) 
 }
 #define TOKS(text, ...) do { const char *w_[] = {__VA_ARGS__}; check_tokens(text, w_, (int)(sizeof w_ / sizeof *w_)); } while (0)
 
-static char *slurp(const char *path) {
-    char *s = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 // keep the first k results of a finished file and mark it unfinished: what an interrupted run leaves
 static void truncate_results(const char *from, const char *to, int k) {
     json_error_t je;
@@ -337,7 +323,7 @@ int main(void) {
         truncate_results(rs[i].full, p_part, rs[i].k);
         ked_eval_summary sr;
         CHECK_OK(run(m, tok, d, "ft-l", &hp, 6, rs[i].seq, rs[i].batch, p_part, &sr, &err), &err);
-        char *x = slurp(rs[i].full), *y = slurp(p_part);
+        char *x = test_slurp(rs[i].full), *y = test_slurp(p_part);
         CHECK(x && y && !strcmp(x, y), "resumed %s after %d cases differs from the uninterrupted run", rs[i].full, rs[i].k);
         free(x); free(y);
     }

@@ -52,20 +52,6 @@ static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const ch
     return st;
 }
 
-static char *slurp(const char *path) {
-    char *s = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static void truncate_results(const char *from, const char *to, int k) {
     json_error_t je;
     json_t *root = json_load_file(from, 0, &je);
@@ -186,7 +172,7 @@ int main(void) {
     // resume after one batch
     truncate_results(p_mb, p_part, 3);
     CHECK_OK(run(m, tok, d, "memit", &hp, 6, 0, 3, p_part, &err), &err);
-    char *x = slurp(p_mb), *y = slurp(p_part);
+    char *x = test_slurp(p_mb), *y = test_slurp(p_part);
     CHECK(x && y && !strcmp(x, y), "memit batch: the resumed run differs from the uninterrupted one");
     free(x); free(y);
     remove(p_part);
@@ -223,8 +209,8 @@ int main(void) {
     }
     truncate_results(p_ab, p_part, 3);
     CHECK_OK(run(m, tok, d, "alphaedit", &hp, 6, 1, 3, p_part, &err), &err);
-    x = slurp(p_ab);
-    y = slurp(p_part);
+    x = test_slurp(p_ab);
+    y = test_slurp(p_part);
     CHECK(x && y && !strcmp(x, y), "alphaedit sequential batch: the resumed run differs from the uninterrupted one");
     free(x); free(y);
     json_decref(N); json_decref(M); json_decref(A);

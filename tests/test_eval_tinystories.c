@@ -27,19 +27,6 @@ static int sh(const char *fmt, ...) {
     return system(cmd);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 // run ked eval with args into DIR/name.json; check the file's layout; returns the parsed file
 static json_t *eval(const char *name, const char *args, int n, int cf, int edited) {
     char out[256];
@@ -49,7 +36,7 @@ static json_t *eval(const char *name, const char *args, int n, int cf, int edite
                 n, out, dir, name);
     char log[256];
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
-    char *l = slurp(log); // the CLI's timing block (its progress lines left out)
+    char *l = test_slurp(log); // the CLI's timing block (its progress lines left out)
     const char *t = l ? strstr(l, "-- timing") : NULL;
     if (t) printf("%s", t);
     free(l);
@@ -106,7 +93,7 @@ static void resume(const char *name, const char *args, int n, int k) {
     int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s 2>/dev/null >/dev/null", ked_bin,
                 args, n, part);
     CHECK(rc == 0, "%s: resume failed", name);
-    char *a = slurp(full), *b = slurp(part);
+    char *a = test_slurp(full), *b = test_slurp(part);
     CHECK(a && b && !strcmp(a, b), "%s: resumed after %d of %d cases: the file differs", name, k, n);
     printf("resumed %s after %d of %d cases: %s\n\n", name, k, n, a && b && !strcmp(a, b) ? "same bytes" : "DIFFERENT");
     free(a);
