@@ -20,16 +20,12 @@
 //    with wall and CPU time (getrusage: both threads) per edit, and a phase split from the
 //    per-step callback's timestamps;
 // 3. the ROME child writes the tokenised inputs (every sequence, lookup index, the target ids)
-//    and the hyperparameters as ked read them to --inputs (JSON) for ref_edit_torch.py;
-// 4. --breakdown N: the ROME child also replays the pieces of one edit N times through the
-//    runtime (k* capture, the v* batch's first forward, a forward from the edited layer with and
-//    without logits, the loss, the backward, k0/v0) and prints their median seconds and the
-//    token counts that set their cost.
+//    and the hyperparameters as ked read them to --inputs (JSON) for ref_edit_torch.py.
 // Prints `key value` lines (rome_seconds, ftm_seconds, rome_peak_rss_over_weights, ...).
 //
 //   build/bench/bench_edit [--dir DIR] [--tokenizer DIR] [--templates FILE] [--rome-hparams F]
 //       [--ft-hparams F] [--iters N] [--warmup N] [--threads N] [--only rome|ftm|all]
-//       [--inputs FILE] [--breakdown N]
+//       [--inputs FILE]
 // OMP_WAIT_POLICY is taken from the environment (bench/run.sh exports passive).
 #include <errno.h>
 #include <math.h>
@@ -46,7 +42,7 @@
 #define BENCH_NAME "bench_edit"
 #include "bench_util.h"
 #include "ked.h"
-#include "edit/edit.h"       // edit_case_build, edit_batch, edit_mean_at, edit_capture_at (replay)
+#include "edit/edit.h"       // edit_case_build (the inputs for ref_edit_torch.py)
 #include "io/safetensors.h"
 
 
@@ -58,7 +54,7 @@ static const char *TARGET = " English";
 
 typedef struct {
     const char *dir, *tokenizer, *templates, *rome_hp, *ft_hp, *only, *inputs;
-    int iters, warmup, threads, breakdown;
+    int iters, warmup, threads;
 } opts;
 
 // per-step timestamps of one edit (on_step is called after each step's forward and loss)
@@ -109,144 +105,6 @@ static void write_inputs(const char *path, const edit_case *c, const ked_hparams
             fh->ft_bias);
     if (fclose(f)) die(path, NULL);
     printf("inputs %s\n", path);
-}
-
-// ---- the ROME replay (--breakdown) ------------------------------------------------------------------
-
-static void log_softmax(float *out, const float *z, int V) { // as vstar.c
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-    double s = 0;
-    for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
-    double lse = mx + log(s);
-    for (int i = 0; i < V; i++) out[i] = (float)(z[i] - lse);
-}
-
-static void rome_breakdown(ked_model *m, const ked_hparams *hp, const edit_case *c, int reps) {
-    const ked_config *cfg = ked_model_config(m);
-    int C = cfg->d_model, V = cfg->vocab, F = cfg->d_ff, Lyr = hp->layers[0];
-    int n_rw = c->n_ctx, B = n_rw + 1, nt = c->n_target, n_logit = n_rw * nt + 1;
-    ked_error err;
-    // the v* batch exactly as vstar.c builds it
-    edit_seq *seqs = malloc(sizeof *seqs * (size_t)B);
-    int *extra = calloc((size_t)B, sizeof(int)), *ids = NULL, *len = NULL, T = 0;
-    for (int i = 0; i < n_rw; i++) { seqs[i] = c->ctx[i]; extra[i] = nt - 1; }
-    seqs[n_rw] = c->kl;
-    if (edit_batch(seqs, B, c->target, extra, &ids, &len, &T, &err)) die("edit_batch", &err);
-    int *row = malloc(sizeof(int) * (size_t)B), *pos = malloc(sizeof(int) * (size_t)B);
-    int *lidx = malloc(sizeof(int) * (size_t)n_logit);
-    long valid = 0, dependent = 0, ksum = 0;
-    for (int i = 0; i < B; i++) {
-        row[i] = i;
-        pos[i] = seqs[i].lookup;
-        valid += len[i];
-        dependent += len[i] - seqs[i].lookup; // positions from the lookup token on see delta
-    }
-    for (int i = 0; i < n_rw; i++) {
-        ksum += c->ctx[i].n;
-        for (int j = 0; j < nt; j++) lidx[i * nt + j] = i * T + c->ctx[i].n - 1 + j;
-    }
-    lidx[n_rw * nt] = n_rw * T + c->kl.lookup;
-    float *add = calloc((size_t)B * C, sizeof(float)), *cap = calloc((size_t)B * C, sizeof(float));
-    float *grad = calloc((size_t)B * C, sizeof(float)), *lp = malloc(sizeof(float) * (size_t)V);
-    for (size_t i = 0; i < (size_t)B * C; i++) add[i] = 1e-3f * (float)((i * 7919) % 13);
-    ked_run *r = NULL;
-    if (ked_run_new(m, B, T, T, 1, &r, &err)) die("ked_run_new", &err);
-    ked_hook hook = {hp->v_point, Lyr, B, row, pos, add, cap, grad};
-
-    enum { P_KSTAR, P_FWD0, P_FWDL, P_FWDL_NOLOGITS, P_LOSS, P_BWD, P_K0V0, P_N };
-    static const char *pn[P_N] = {"kstar_capture", "vstar_first_forward_all_layers",
-                                  "vstar_forward_from_layer", "vstar_forward_from_layer_no_logits",
-                                  "vstar_loss", "vstar_backward", "k0_v0_capture"};
-    double t[P_N][64], cp[P_N][64], c0;
-    if (reps > 64) reps = 64;
-    float *kstar = malloc(sizeof(float) * (size_t)F), *k0 = malloc(sizeof(float) * (size_t)F);
-    float *v0 = malloc(sizeof(float) * (size_t)C);
-    for (int k = 0; k < reps; k++) {
-        double t0 = now();
-        c0 = cpu_now();
-        if (edit_mean_at(m, c->ctx, c->n_ctx, Lyr, KED_HOOK_MLP_KEY, kstar, &err)) die("k*", &err);
-        t[P_KSTAR][k] = now() - t0;
-        cp[P_KSTAR][k] = cpu_now() - c0;
-
-        ked_forward_opts fo = ked_forward_defaults();
-        fo.hooks = &hook;
-        fo.n_hooks = 1;
-        fo.logit_idx = lidx;
-        fo.n_logit = n_logit;
-        fo.cache_layer = Lyr;
-        t0 = now();
-        c0 = cpu_now();
-        if (ked_forward(m, r, ids, B, T, len, &fo, &err)) die("forward", &err);
-        t[P_FWD0][k] = now() - t0;
-        cp[P_FWD0][k] = cpu_now() - c0;
-
-        fo.cache_layer = 0;
-        fo.start_layer = Lyr;
-        t0 = now();
-        c0 = cpu_now();
-        if (ked_forward(m, r, ids, B, T, len, &fo, &err)) die("forward from L", &err);
-        t[P_FWDL][k] = now() - t0;
-        cp[P_FWDL][k] = cpu_now() - c0;
-
-        // the loss (the same arithmetic as vstar.c: log-softmax per scored row, double exp)
-        float *logits = ked_run_logits(r, NULL), *dl = ked_run_dlogits(r);
-        t0 = now();
-        c0 = cpu_now();
-        double s = 0;
-        float gs = 1.0f / (float)n_logit;
-        for (int i = 0; i < n_logit; i++) {
-            log_softmax(lp, logits + (size_t)i * V, V);
-            s += lp[0];
-            for (int v = 0; v < V; v++) dl[(size_t)i * V + v] = expf(lp[v]) * gs;
-        }
-        t[P_LOSS][k] = now() - t0;
-        cp[P_LOSS][k] = cpu_now() - c0;
-        if (!isfinite(s)) printf("breakdown: non-finite loss\n");
-
-        t0 = now();
-        c0 = cpu_now();
-        if (ked_backward(m, r, &err)) die("backward", &err);
-        t[P_BWD][k] = now() - t0;
-        cp[P_BWD][k] = cpu_now() - c0;
-
-        // the layers above L without the logits (stop after the last layer)
-        ked_forward_opts fn = fo;
-        fn.stop_after_layer = cfg->n_layer - 1;
-        fn.logit_idx = NULL;
-        fn.n_logit = 0;
-        t0 = now();
-        c0 = cpu_now();
-        if (ked_forward(m, r, ids, B, T, len, &fn, &err)) die("forward from L, no logits", &err);
-        t[P_FWDL_NOLOGITS][k] = now() - t0;
-        cp[P_FWDL_NOLOGITS][k] = cpu_now() - c0;
-
-        ked_hook_point pts[2] = {KED_HOOK_MLP_KEY, KED_HOOK_MLP_OUT};
-        float *outs[2] = {k0, v0};
-        t0 = now();
-        c0 = cpu_now();
-        if (edit_capture_at(m, &c->bare, 1, Lyr, pts, outs, 2, &err)) die("k0 v0", &err);
-        t[P_K0V0][k] = now() - t0;
-        cp[P_K0V0][k] = cpu_now() - c0;
-    }
-    printf("breakdown_reps %d\n", reps);
-    for (int p = 0; p < P_N; p++)
-        printf("breakdown_%s_s %.4f (cpu %.4f s)\n", pn[p], median(t[p], reps), median(cp[p], reps));
-    printf("vstar_run_mb %.1f\n", ked_run_bytes(r) / 1e6);
-    // token counts and FLOPs of one v* step (multiply-add = 2; attention and norms left out)
-    int above = cfg->n_layer - Lyr;
-    double per_tok_layer = 2.0 * 12.0 * C * C; // c_attn 3C^2, attn.c_proj C^2, MLP 8C^2
-    printf("vstar_batch_rows %d\nvstar_batch_T %d\n", B, T);
-    printf("vstar_tokens_padded %d\nvstar_tokens_valid %ld\nvstar_tokens_from_lookup_on %ld\n",
-           B * T, valid, dependent);
-    printf("vstar_logit_rows %d\nvstar_layers_recomputed %d\n", n_logit, above);
-    printf("kstar_tokens_valid %ld\n", ksum);
-    printf("vstar_step_gflop_fwd_layers_padded %.2f\n", 1e-9 * per_tok_layer * above * B * T);
-    printf("vstar_step_gflop_fwd_layers_from_lookup_on %.2f\n", 1e-9 * per_tok_layer * above * dependent);
-    printf("vstar_step_gflop_fwd_logits %.2f\n", 1e-9 * 2.0 * C * V * n_logit);
-    ked_run_free(r);
-    free(seqs); free(extra); free(ids); free(len); free(row); free(pos); free(lidx);
-    free(add); free(cap); free(grad); free(lp); free(kstar); free(k0); free(v0);
 }
 
 // ---- one method in this (fresh) process ------------------------------------------------------------
@@ -346,7 +204,6 @@ static int child(const opts *o, const char *method) {
     printf("%s_load_peak_rss_over_weights %.3f\n", key, hwm_load * 1024.0 / wb);
     printf("%s_edit_rss_growth_over_weights %.3f\n", key, (hwm - hwm_load) * 1024.0 / wb);
     fflush(stdout);
-    if (rome && o->breakdown > 0) rome_breakdown(m, &hp, &c, o->breakdown);
     edit_case_free(&c);
     ked_edit_templates_free(templates, n_t);
     ked_tokenizer_free(tok);
@@ -357,14 +214,14 @@ static int child(const opts *o, const char *method) {
 static void usage(void) {
     fprintf(stderr, "usage: bench_edit [--dir DIR] [--tokenizer DIR] [--templates FILE] "
                     "[--rome-hparams F] [--ft-hparams F] [--iters N] [--warmup N] [--threads N] "
-                    "[--only rome|ftm|all] [--inputs FILE] [--breakdown N]\n");
+                    "[--only rome|ftm|all] [--inputs FILE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     opts o = {"build/bench/gpt2-small-random", "tests/data/tokenizer/gpt2",
               "bench/hparams/context-templates-21.txt", "bench/hparams/ROME-gpt2-small.yaml",
-              "bench/hparams/FT-gpt2-small.yaml", "all", NULL, 3, 1, 2, 0};
+              "bench/hparams/FT-gpt2-small.yaml", "all", NULL, 3, 1, 2};
     const char *child_method = NULL;
     for (int i = 1; i < argc; i += 2) { // --option value pairs
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -379,7 +236,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--only")) o.only = v;
         else if (!strcmp(a, "--inputs")) o.inputs = v;
-        else if (!strcmp(a, "--breakdown")) o.breakdown = atoi(v);
         else if (!strcmp(a, "--child")) child_method = v;
         else usage();
     }
@@ -396,16 +252,15 @@ int main(int argc, char **argv) {
     int status = 0;
     for (int k = 0; k < 2; k++) {
         if (strcmp(o.only, "all") && strcmp(o.only, ms[k])) continue;
-        char it[16], wu[16], th[16], bd[16];
+        char it[16], wu[16], th[16];
         snprintf(it, sizeof it, "%d", o.iters);
         snprintf(wu, sizeof wu, "%d", o.warmup);
         snprintf(th, sizeof th, "%d", o.threads);
-        snprintf(bd, sizeof bd, "%d", o.breakdown);
         const char *args[32] = {"/proc/self/exe", "--child", ms[k], "--dir", o.dir, "--tokenizer",
                                 o.tokenizer, "--templates", o.templates, "--rome-hparams",
                                 o.rome_hp, "--ft-hparams", o.ft_hp, "--iters", it, "--warmup", wu,
-                                "--threads", th, "--breakdown", bd};
-        int na = 21;
+                                "--threads", th};
+        int na = 19;
         if (o.inputs) { args[na++] = "--inputs"; args[na++] = o.inputs; }
         args[na] = NULL;
         pid_t pid = fork();

@@ -95,8 +95,8 @@ awk -v peak="$PEAK_USED" '
 # Seconds per edit for ROME and FT-M on the random GPT-2-small model above with EasyEdit's
 # gpt2-xl hyperparameters adapted to 12 layers (bench/hparams/), ked then PyTorch (EasyEdit's
 # computation) back to back, each method in a fresh process (peak RSS). BENCH_EDIT=0 skips it;
-# BENCH_EDIT_ITERS timed edits (default 3) after BENCH_EDIT_WARMUP warm-ups (default 1);
-# BENCH_EDIT_BREAKDOWN=N adds bench_edit's ROME phase replay. OMP_WAIT_POLICY=passive is
+# BENCH_EDIT_ITERS timed edits (default 3) after BENCH_EDIT_WARMUP warm-ups (default 1).
+# OMP_WAIT_POLICY=passive is
 # exported unless set (the ked CLI sets it itself); PyTorch runs under the same environment.
 if [ "${BENCH_EDIT:-1}" != 0 ] && [ -x "$B/bench_edit" ]; then
     export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
@@ -105,7 +105,7 @@ if [ "${BENCH_EDIT:-1}" != 0 ] && [ -x "$B/bench_edit" ]; then
     echo "== bench_edit (threads $THREADS, $EW warm-up + $EI timed edits," \
          "OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg))"
     "$B/bench_edit" --dir "$B/gpt2-small-random" --threads "$THREADS" --iters "$EI" \
-        --warmup "$EW" --inputs "$B/edit_inputs.json" --breakdown "${BENCH_EDIT_BREAKDOWN:-0}" \
+        --warmup "$EW" --inputs "$B/edit_inputs.json" \
         | tee "$B/edit.log"
     grep -q '^ftm_seconds ' "$B/edit.log" || { echo "bench_edit failed"; status=1; }
     : > "$B/edit_torch.log"

@@ -114,9 +114,6 @@ void edit_templates_free(char **t, int n);
 ked_status edit_capture_at(const ked_model *m, const edit_seq *seqs, int n_seqs, int layer,
                            const ked_hook_point *points, float *const *outs, int n_points,
                            ked_error *err);
-// edit_mean_at: the mean over seqs of the activation of `point` (width floats into out)
-ked_status edit_mean_at(const ked_model *m, const edit_seq *seqs, int n_seqs, int layer,
-                        ked_hook_point point, float *out, ked_error *err);
 // edit_batch: seqs right-padded into ids (n_seqs, T) (padding repeats id of position 0) and
 // len (n_seqs); extra[i] more ids appended to row i when extra_ids is not NULL
 ked_status edit_batch(const edit_seq *seqs, int n_seqs, const int *extra_ids, const int *extra,

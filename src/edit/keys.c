@@ -1,6 +1,7 @@
 // keys.c: activations at the lookup token of a set of sequences, in one right-padded batch
-// (right padding never changes a valid position's result): ROME's k* (the mean of the mlp_key
-// hook over the context templates), k0 and v0 (mlp_key and mlp_out of the bare prompt).
+// (right padding never changes a valid position's result): the MEMIT family's keys and layer
+// outputs, and ROME's k0 and v0 when the bare prompt is not template 0 (ROME's k* comes from
+// the v* run's first forward, vstar.c).
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,23 +63,5 @@ ked_status edit_capture_at(const ked_model *m, const edit_seq *seqs, int n_seqs,
 done:
     ked_run_free(r);
     free(ids); free(len); free(row); free(pos);
-    return st;
-}
-
-ked_status edit_mean_at(const ked_model *m, const edit_seq *seqs, int n_seqs, int layer,
-                        ked_hook_point point, float *out, ked_error *err) {
-    int w = hook_width(&m->cfg, point);
-    float *all = ked_malloc(sizeof(float) * (size_t)n_seqs * w, "captures", err);
-    if (!all) return KED_ERR_NOMEM;
-    ked_status st = edit_capture_at(m, seqs, n_seqs, layer, &point, &all, 1, err);
-    if (!st) {
-        // sum in sequence order in double, then divide (torch's mean over a stacked dim)
-        for (int j = 0; j < w; j++) {
-            double s = 0;
-            for (int i = 0; i < n_seqs; i++) s += all[(size_t)i * w + j];
-            out[j] = (float)(s / n_seqs);
-        }
-    }
-    free(all);
     return st;
 }
