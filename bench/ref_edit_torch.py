@@ -101,13 +101,16 @@ class GPT2:
     def gelu_new(x):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
-    def forward(self, ids, attn_mask, hook=None):
-        """logits (B, T, V) at every position. hook(layer, name, x) -> x for name in
-        {"mlp_key" (input of c_proj), "mlp_out" (the MLP's output)}"""
+    def forward(self, ids, attn_mask, hook=None, pos=None, stop_layer=None, with_last=False):
+        """HF GPT-2's forward: logits (B, T, V) at every position (with_last: and the last block's
+        output before ln_f). hook(layer, name, x) -> x for name in {"mlp_key" (input of c_proj),
+        "mlp_out" (the MLP's output), "block_out" (the block's output)}; pos: position ids
+        (B, T) (default 0..T-1); stop_layer: return that layer's mlp_key (Trace(stop=True))"""
         P, C, H = self.P, self.C, self.H
         B, T = ids.shape
         D = C // H
-        x = P["wte.weight"][ids] + P["wpe.weight"][torch.arange(T)].unsqueeze(0)
+        pe = P["wpe.weight"][pos] if pos is not None else P["wpe.weight"][torch.arange(T)].unsqueeze(0)
+        x = P["wte.weight"][ids] + pe
         fmin = torch.finfo(x.dtype).min
         amask = (1.0 - attn_mask[:, None, None, :].to(x.dtype)) * fmin
         causal = self.bias[:, :, :T, :T]
@@ -125,12 +128,18 @@ class GPT2:
             key = self.gelu_new(self.conv1d(h, p + "mlp.c_fc"))
             if hook:
                 key = hook(l, "mlp_key", key)
+            if l == stop_layer:
+                return key
             out = self.conv1d(key, p + "mlp.c_proj")
             if hook:
                 out = hook(l, "mlp_out", out)
             x = x + out
+            if hook:
+                x = hook(l, "block_out", x)
+        last = x
         x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], self.eps)
-        return F.linear(x, P["wte.weight"])  # lm_head (tied), every position
+        logits = F.linear(x, P["wte.weight"])  # lm_head (tied), every position
+        return (logits, last) if with_last else logits
 
 
 def pad(seqs):

@@ -51,39 +51,6 @@ except ImportError:
     sys.exit(0)
 
 
-def forward(model, ids, mask, edit=None, capture=None):
-    """HF GPT-2 forward: (logits at every position, the last block's output before ln_f).
-    edit(l, x) -> x is applied to block l's output (layer_module_tmp); capture: {layer: list}
-    receives the input of h.<layer>.mlp.c_proj (B, T, F)"""
-    P, C, H = model.P, model.C, model.H
-    B, T = ids.shape
-    D = C // H
-    x = P["wte.weight"][ids] + P["wpe.weight"][torch.arange(T)].unsqueeze(0)
-    fmin = torch.finfo(x.dtype).min
-    amask = (1.0 - mask[:, None, None, :].to(x.dtype)) * fmin
-    causal = model.bias[:, :, :T, :T]
-    for l in range(model.L):
-        p = "h.%d." % l
-        h = F.layer_norm(x, (C,), P[p + "ln_1.weight"], P[p + "ln_1.bias"], model.eps)
-        q, k, v = model.conv1d(h, p + "attn.c_attn").split(C, dim=2)
-        q, k, v = (t.view(B, T, H, D).permute(0, 2, 1, 3) for t in (q, k, v))
-        w = torch.matmul(q, k.transpose(-1, -2)) / torch.full([], D ** 0.5, dtype=x.dtype)
-        w = torch.where(causal, w, torch.full([], fmin, dtype=x.dtype))
-        w = torch.softmax(w + amask, dim=-1)
-        a = torch.matmul(w, v).permute(0, 2, 1, 3).contiguous().view(B, T, C)
-        x = x + model.conv1d(a, p + "attn.c_proj")
-        h = F.layer_norm(x, (C,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], model.eps)
-        key = model.gelu_new(model.conv1d(h, p + "mlp.c_fc"))
-        if capture is not None and l in capture:
-            capture[l].append(key)
-        x = x + model.conv1d(key, p + "mlp.c_proj")
-        if edit is not None:
-            x = edit(l, x)
-    last = x
-    x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], model.eps)
-    return F.linear(x, P["wte.weight"]), last
-
-
 def compute_z(model, req, hp, z_layer):
     """EasyEdit memit/compute_z.py"""
     P = model.P
@@ -116,7 +83,8 @@ def compute_z(model, req, hp, z_layer):
     losses = []
     for it in range(hp["v_num_grad_steps"]):
         opt.zero_grad()
-        logits, last = forward(model, ids, mask, edit_output_fn)
+        logits, last = model.forward(ids, mask, lambda l, name, x: edit_output_fn(l, x)
+                                     if name == "block_out" else x, with_last=True)
         kl_logits = torch.stack([logits[i - len(kl_prompts), idx, :]
                                  for i, idx in enumerate(lookup_idxs[-len(kl_prompts):])], dim=0)
         kl_log_probs = F.log_softmax(kl_logits, dim=1)
@@ -157,14 +125,13 @@ def reprs_at(model, seqs, lookups, layer, what):
             ids, mask = pad(s)
             got = {}
 
-            def grab(l, x):
-                if l == layer:
-                    got["out"] = x[torch.arange(len(s)), torch.tensor(lk)].clone()
+            name = "block_out" if what == "out" else "mlp_key"
+
+            def grab(l, n, x):
+                if l == layer and n == name:
+                    got[what] = x[torch.arange(len(s)), torch.tensor(lk)].clone()
                 return x
-            cap = {layer: []}
-            forward(model, ids, mask, grab if what == "out" else None, cap if what == "in" else None)
-            if what == "in":
-                got["in"] = cap[layer][0][torch.arange(len(s)), torch.tensor(lk)].clone()
+            model.forward(ids, mask, grab)
             out.append(got[what])
     return torch.cat(out, 0)
 

@@ -38,33 +38,6 @@ except ImportError:
     sys.exit(0)
 
 
-def keys_until(model, ids, mask, pos, layer):
-    """HF GPT-2 forward with explicit position ids, stopped at h.<layer>.mlp.c_proj: returns its
-    input (B, T, F)"""
-    P, C, H = model.P, model.C, model.H
-    B, T = ids.shape
-    D = C // H
-    x = P["wte.weight"][ids] + P["wpe.weight"][pos]
-    fmin = torch.finfo(x.dtype).min
-    amask = (1.0 - mask[:, None, None, :].to(x.dtype)) * fmin
-    causal = model.bias[:, :, :T, :T]
-    for l in range(layer + 1):
-        p = "h.%d." % l
-        h = F.layer_norm(x, (C,), P[p + "ln_1.weight"], P[p + "ln_1.bias"], model.eps)
-        q, k, v = model.conv1d(h, p + "attn.c_attn").split(C, dim=2)
-        q, k, v = (t.view(B, T, H, D).permute(0, 2, 1, 3) for t in (q, k, v))
-        w = torch.matmul(q, k.transpose(-1, -2)) / torch.full([], D ** 0.5, dtype=x.dtype)
-        w = torch.where(causal, w, torch.full([], fmin, dtype=x.dtype))
-        w = torch.softmax(w + amask, dim=-1)
-        a = torch.matmul(w, v).permute(0, 2, 1, 3).contiguous().view(B, T, C)
-        x = x + model.conv1d(a, p + "attn.c_proj")
-        h = F.layer_norm(x, (C,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], model.eps)
-        key = model.gelu_new(model.conv1d(h, p + "mlp.c_fc"))
-        if l == layer:
-            return key  # Trace(stop=True): the forward ends at c_proj's input
-        x = x + model.conv1d(key, p + "mlp.c_proj")
-
-
 def length_collation(items, token_size):
     """EasyEdit's length_collation: sorted longest first, batches of <= token_size padded tokens"""
     items = sorted(items, key=lambda x: -len(x))
@@ -98,7 +71,7 @@ def layer_stats(model, docs, layer, batch_tokens, group=100):
         for g in range(0, len(docs), group):
             for batch in length_collation(docs[g:g + group], batch_tokens):
                 ids, mask, pos = padded(batch)
-                key = keys_until(model, ids, mask, pos, layer)
+                key = model.forward(ids, mask, pos=pos, stop_layer=layer)  # stops at c_proj's input
                 feats = key[mask.bool()].to(torch.float32)  # flatten_masked_batch
                 if mom2 is None:
                     mom2 = feats.new_zeros(feats.shape[1], feats.shape[1])
