@@ -170,7 +170,17 @@ typedef struct {
 ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                           int layer, const vstar_opts *vo, const ked_edit_opts *o,
                           vstar_result *res, ked_error *err);
-// edit_vstar: one request (full as in vstar_opts); edit_vstar_batch: n requests, vo NULL
+// edit_vstar_all: edit_vstar_run over n requests in batches chosen from a memory budget: as many
+// requests (at most VSTAR_MAX_BATCH) as keep a batch's run (run_bytes_for: activations, key/value
+// cache, logits) within half the model's weight bytes, or VSTAR_MIN_BUDGET when that is more; at
+// least one. The results are the same as one batch's (the requests never interact). res (n); the
+// per-request outputs of vo (key_mean, ...) are filled for all n.
+#define VSTAR_MAX_BATCH 16
+#define VSTAR_MIN_BUDGET ((size_t)64 << 20)
+ked_status edit_vstar_all(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                          int layer, const vstar_opts *vo, const ked_edit_opts *o,
+                          vstar_result *res, ked_error *err);
+// edit_vstar: one request (full as in vstar_opts); edit_vstar_batch: edit_vstar_all, vo NULL
 ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, int layer,
                       int full, const ked_edit_opts *o, vstar_result *res, ked_error *err);
 ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,

@@ -122,20 +122,54 @@ ked_status edit_stats_ensure(ked_model *m, const ked_tokenizer *tok, const ked_h
 
 /* ---- small fp64 linear algebra ------------------------------------------------------------------ */
 
-// x (F, n) = A^-1 b for a symmetric A (F, F), row-major; A and b are overwritten. Cholesky, then
-// an LU solve when A is not positive definite.
-static ked_status solve_sym(double *A, double *b, int F, int n, const char *what, ked_error *err) {
-    double *A2 = malloc(sizeof(double) * (size_t)F * F), *b2 = malloc(sizeof(double) * (size_t)F * n);
-    int *piv = malloc(sizeof(int) * (size_t)F);
-    if (!A2 || !b2 || !piv) { free(A2); free(b2); free(piv); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
-    memcpy(A2, A, sizeof(double) * (size_t)F * F);
-    memcpy(b2, b, sizeof(double) * (size_t)F * n);
-    lapack_int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', F, n, A, F, b, n);
-    if (info) {
-        memcpy(b, b2, sizeof(double) * (size_t)F * n);
-        info = LAPACKE_dgesv(LAPACK_ROW_MAJOR, F, n, A2, F, piv, b, n);
+// a symmetric matrix (F, F) as what it is made of: lam C + diag I + K K^T (C (F, F) row-major,
+// symmetric; K (F, nk) row-major, or NULL). Built where it is factored, so a solve needs no copy
+// of it: a second build replaces one.
+typedef struct {
+    const double *C;
+    double lam, diag;
+    const double *K;
+    int nk;
+} sym_spec;
+
+// A (F, F) = the matrix of s: its upper triangle in row-major order (= its lower triangle in
+// column-major order), and with full the lower one too
+static void sym_build(const sym_spec *s, double *A, int F, int full) {
+    for (int i = 0; i < F; i++) {
+        const double *c = s->C + (size_t)i * F;
+        double *a = A + (size_t)i * F;
+        for (int j = i; j < F; j++) a[j] = s->lam * c[j];
+        a[i] += s->diag;
     }
-    free(A2); free(b2); free(piv);
+    if (s->K && s->nk > 0)
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, F, s->nk, 1.0, s->K, s->nk, 1.0, A, F);
+    for (int i = 0; full && i < F; i++)
+        for (int j = 0; j < i; j++) A[(size_t)i * F + j] = A[(size_t)j * F + i];
+}
+
+// b (F, n) row-major = A^-1 b for the symmetric A of s: Cholesky, then an LU solve when A is not
+// positive definite. LAPACK's column-major calls on the row-major upper triangle (its lower one
+// column-major): no transposed copy of A; A (F^2 doubles) is the one buffer of F^2.
+static ked_status solve_sym(const sym_spec *s, double *b, int F, int n, const char *what,
+                            ked_error *err) {
+    double *A = malloc(sizeof(double) * (size_t)F * F), *bt = malloc(sizeof(double) * (size_t)F * n);
+    int *piv = NULL;
+    if (!A || !bt) { free(A); free(bt); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
+    // bt (n, F) row-major = b column-major
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < n; j++) bt[(size_t)j * F + i] = b[(size_t)i * n + j];
+    sym_build(s, A, F, 0);
+    lapack_int info = LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', F, n, A, F, bt, F);
+    if (info > 0) { // not positive definite: A again, whole, and LU (b untouched so far)
+        sym_build(s, A, F, 1);
+        for (int i = 0; i < F; i++)
+            for (int j = 0; j < n; j++) bt[(size_t)j * F + i] = b[(size_t)i * n + j];
+        piv = malloc(sizeof(int) * (size_t)F);
+        info = piv ? LAPACKE_dgesv(LAPACK_COL_MAJOR, F, n, A, F, piv, bt, F) : -1;
+    }
+    for (int i = 0; !info && i < F; i++)
+        for (int j = 0; j < n; j++) b[(size_t)i * n + j] = bt[(size_t)j * F + i];
+    free(A); free(bt); free(piv);
     if (info) return ked_fail(err, KED_ERR_ARG, "%s: the matrix is singular (LAPACK info %d)", what, (int)info);
     return KED_OK;
 }
@@ -265,19 +299,16 @@ ked_status edit_memit_solve(int kind, const ked_hparams *hp, const ked_stats *Sp
     int F = Sp->dim;
     const ked_stats S = *Sp;
     ked_status st = KED_OK;
-    double *A = malloc(sizeof(double) * (size_t)F * F), *B = malloc(sizeof(double) * (size_t)F * n);
+    double *A = NULL, *B = malloc(sizeof(double) * (size_t)F * n);
     double *P = NULL, *U0 = NULL, *T1 = NULL;
     *null_dim = 0;
-    if (!A || !B) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
+    if (!B) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
     if (kind == 0 || kind == 1) {
-        double lam = hp->mom2_update_weight;
-        for (size_t i = 0; i < (size_t)F * F; i++) A[i] = lam * S.mom2[i];
-        if (kind == 0) // + K K^T
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, F, n, 1.0, K, n, 1.0, A, F);
-        else
-            for (int i = 0; i < F; i++) A[(size_t)i * F + i] += hp->update_norm_lambda;
+        // MEMIT: lambda C + K K^T; EMMET: lambda C + update_norm_lambda I
+        sym_spec A0 = {S.mom2, hp->mom2_update_weight, kind == 0 ? 0.0 : hp->update_norm_lambda,
+                       kind == 0 ? K : NULL, n};
         memcpy(B, K, sizeof(double) * (size_t)F * n);
-        if ((st = solve_sym(A, B, F, n, kind == 0 ? "MEMIT: lambda C + K K^T" : "EMMET: lambda C", err))) goto done;
+        if ((st = solve_sym(&A0, B, F, n, kind == 0 ? "MEMIT: lambda C + K K^T" : "EMMET: lambda C", err))) goto done;
         if (kind == 0) {
             for (size_t i = 0; i < (size_t)C * n; i++) fa[i] = (float)R[i];
         } else {
@@ -285,10 +316,10 @@ ked_status edit_memit_solve(int kind, const ked_hparams *hp, const ked_stats *Sp
             double *D = malloc(sizeof(double) * (size_t)n * n), *Rt = malloc(sizeof(double) * (size_t)n * C);
             if (!D || !Rt) { free(D); free(Rt); st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, F, 1.0, K, n, B, n, 0.0, D, n);
-            for (int i = 0; i < n; i++) D[(size_t)i * n + i] += hp->emmet_lambda;
             for (int c = 0; c < C; c++)
                 for (int j = 0; j < n; j++) Rt[(size_t)j * C + c] = R[(size_t)c * n + j];
-            st = solve_sym(D, Rt, n, C, "EMMET: K^T C'^-1 K + emmet_lambda I", err);
+            sym_spec Ds = {D, 1.0, hp->emmet_lambda, NULL, 0};
+            st = solve_sym(&Ds, Rt, n, C, "EMMET: K^T C'^-1 K + emmet_lambda I", err);
             for (int c = 0; c < C && !st; c++)
                 for (int j = 0; j < n; j++) fa[(size_t)c * n + j] = (float)Rt[(size_t)j * C + c];
             free(D); free(Rt);
@@ -300,9 +331,10 @@ ked_status edit_memit_solve(int kind, const ked_hparams *hp, const ked_stats *Sp
         int k = 0;
         if ((st = null_space(&S, hp->nullspace_threshold, o, &U0, &k, err))) goto done;
         *null_dim = k;
+        A = malloc(sizeof(double) * (size_t)F * F);
         P = malloc(sizeof(double) * (size_t)F * F);
         T1 = malloc(sizeof(double) * (size_t)F * F);
-        if (!P || !T1) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
+        if (!A || !P || !T1) { st = ked_fail(err, KED_ERR_NOMEM, "out of memory"); goto done; }
         if (k > 0) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, F, k, 1.0, U0, k, U0, k, 0.0, P, F);
         else memset(P, 0, sizeof(double) * (size_t)F * F);
         // T1 = K K^T + cache_c (full)
@@ -360,8 +392,8 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     temp_weight tw[KED_MAX_EDIT_LAYERS];
     memset(tw, 0, sizeof tw);
     ked_stats S = {0};
-    vstar_result vs = {0};
-    if (!z || !cur || !K || !R || !fa || !fb) { st = KED_ERR_NOMEM; goto done; }
+    vstar_result *vs = zgiven ? NULL : ked_calloc((size_t)n, sizeof *vs, "z", err);
+    if (!z || !cur || !K || !R || !fa || !fb || (!zgiven && !vs)) { st = KED_ERR_NOMEM; goto done; }
     edit_info_begin(info, p->method, layers[0], cs, n);
     if ((st = edit_stats_ensure(m, tok, hp, o, err))) goto done;
     // z: one v* optimisation per request at the last layer's output (independent of each other)
@@ -369,17 +401,12 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     else {
         ked_hparams hz = *hp;
         hz.v_point = KED_HOOK_RESID_OUT;
-        // batched: up to 16 requests per forward/backward (vstar.c)
-        for (int j0 = 0; j0 < n; j0 += 16) {
-            int nb = n - j0 < 16 ? n - j0 : 16;
-            vstar_result vb[16];
-            if ((st = edit_vstar_batch(m, &hz, cs + j0, nb, zL, o, vb, err))) goto done;
-            for (int jj = 0; jj < nb; jj++) {
-                int j = j0 + jj;
-                for (int c = 0; c < C; c++) z[(size_t)c * n + j] = vb[jj].target_init[c] + vb[jj].delta[c];
-                edit_info_add_losses(info, &vb[jj]);
-                vstar_result_free(&vb[jj]);
-            }
+        // batched as memory allows (vstar.c)
+        if ((st = edit_vstar_batch(m, &hz, cs, n, zL, o, vs, err))) goto done;
+        for (int j = 0; j < n; j++) {
+            for (int c = 0; c < C; c++) z[(size_t)c * n + j] = vs[j].target_init[c] + vs[j].delta[c];
+            edit_info_add_losses(info, &vs[j]);
+            vstar_result_free(&vs[j]);
         }
     }
     for (int li = 0; li < NL; li++) {
@@ -389,7 +416,6 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
         for (int j = 0; j < n; j++)
             for (int c = 0; c < C; c++)
                 R[(size_t)c * n + j] = ((double)z[(size_t)c * n + j] - cur[(size_t)j * C + c]) / (NL - li);
-        ked_stats_free(&S);
         if ((st = edit_stats_layer(m, tok, hp, o, l, &S, err))) goto done;
         if (info && li == 0) snprintf(info->stats_source, sizeof info->stats_source, "%s", S.source);
         {
@@ -419,6 +445,7 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
             if ((st = edit_memit_solve(kind, hp, &S, K, R, C, n, cache, o, fa, fb, &nk, err))) goto done;
             if (info && li == 0 && kind == 2) info->null_space_dim = nk;
         }
+        ked_stats_free(&S); // one layer's statistics at a time, and none during the keys
         if ((st = patch_add_lowrank(p, m, l, P_WDOWN, n, fa, fb, err))) goto done;
         // later layers (and AlphaEdit's keys after the edit) see this one
         if ((st = temp_weight_begin(m, l, P_WDOWN, &tw[li], err))) goto done;
@@ -441,7 +468,8 @@ ked_status edit_memit_given(ked_model *m, const ked_tokenizer *tok, const ked_hp
     p = NULL;
 done:
     for (int i = NL - 1; i >= 0; i--) temp_weight_end(&tw[i]);
-    vstar_result_free(&vs);
+    for (int j = 0; vs && j < n; j++) vstar_result_free(&vs[j]);
+    free(vs);
     ked_stats_free(&S);
     free(z); free(cur); free(K); free(R); free(fa); free(fb);
     free(T1);
@@ -461,10 +489,11 @@ ked_status edit_rome_mom2(ked_model *m, const ked_hparams *hp, const ked_edit_op
     ked_stats S = {0};
     ked_status st = edit_stats_layer(m, NULL, hp, o, L, &S, err);
     if (st) return st;
-    double *A = S.mom2, *b = malloc(sizeof(double) * (size_t)F);
+    double *b = malloc(sizeof(double) * (size_t)F);
     if (!b) { ked_stats_free(&S); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
     for (int j = 0; j < F; j++) b[j] = kstar[j];
-    st = solve_sym(A, b, F, 1, "ROME: C (mom2_adjustment)", err);
+    sym_spec A = {S.mom2, 1.0, 0.0, NULL, 0};
+    st = solve_sym(&A, b, F, 1, "ROME: C (mom2_adjustment)", err);
     if (!st) {
         double nn = 0;
         for (int j = 0; j < F; j++) nn += b[j] * b[j];

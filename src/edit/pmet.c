@@ -33,23 +33,20 @@ ked_status edit_pmet_zs(ked_model *m, const ked_hparams *hp, const edit_case *cs
                         ked_error *err) {
     int C = ked_model_config(m)->d_model;
     vstar_opts vo = {.n_points = 2, .points = {KED_HOOK_MLP_OUT, KED_HOOK_ATTN_OUT}, .pmet_rule = 1};
-    // batched: up to 16 requests per forward/backward, each with its own deltas and stop
-    for (int j0 = 0; j0 < n; j0 += 16) {
-        int nb = n - j0 < 16 ? n - j0 : 16;
-        vstar_result vb[16];
-        ked_status st = edit_vstar_run(m, hp, cs + j0, nb, zL, &vo, o, vb, err);
-        if (st) return st;
-        for (int jj = 0; jj < nb; jj++) {
-            int j = j0 + jj;
-            for (int c = 0; c < C; c++) {
-                z_mlp[(size_t)c * n + j] = vb[jj].target_init[c] + vb[jj].delta[c];
-                if (z_attn) z_attn[(size_t)c * n + j] = vb[jj].target_init[C + c] + vb[jj].delta[C + c];
-            }
-            edit_info_add_losses(info, &vb[jj]);
-            vstar_result_free(&vb[jj]);
+    // batched as memory allows (vstar.c), each request with its own deltas and stop
+    vstar_result *vb = ked_calloc((size_t)n, sizeof *vb, "PMET z", err);
+    if (!vb) return KED_ERR_NOMEM;
+    ked_status st = edit_vstar_all(m, hp, cs, n, zL, &vo, o, vb, err);
+    for (int j = 0; !st && j < n; j++) {
+        for (int c = 0; c < C; c++) {
+            z_mlp[(size_t)c * n + j] = vb[j].target_init[c] + vb[j].delta[c];
+            if (z_attn) z_attn[(size_t)c * n + j] = vb[j].target_init[C + c] + vb[j].delta[C + c];
         }
+        edit_info_add_losses(info, &vb[j]);
+        vstar_result_free(&vb[j]);
     }
-    return KED_OK;
+    free(vb);
+    return st;
 }
 
 ked_status edit_pmet_given(ked_model *m, const ked_tokenizer *tok, const ked_hparams *hp,
@@ -92,11 +89,11 @@ ked_status edit_pmet_given(ked_model *m, const ked_tokenizer *tok, const ked_hpa
         for (int j = 0; j < n; j++)
             for (int c = 0; c < C; c++)
                 R[(size_t)c * n + j] = ((double)z[(size_t)c * n + j] - cur[(size_t)j * C + c]) / scale;
-        ked_stats_free(&S);
         if ((st = edit_stats_layer(m, tok, hp, o, l, &S, err))) goto done;
         if (info && li == 0) snprintf(info->stats_source, sizeof info->stats_source, "%s", S.source);
         int nk = 0;
         if ((st = edit_memit_solve(0, hp, &S, K, R, C, n, NULL, o, fa, fb, &nk, err))) goto done;
+        ked_stats_free(&S); // one layer's statistics at a time, and none during the keys
         if ((st = patch_add_lowrank(p, m, l, P_WDOWN, n, fa, fb, err))) goto done;
         // later layers (and cur at zL) see this one; zL's own edit is the last
         if (li + 1 < NL) {

@@ -34,9 +34,11 @@
 //     start there (not with a delta on the attention's output, inside the layer).
 //   - the prefixes run in one forward-only pass that shares the cache (ked_run_opts.kv_from).
 // Logits are computed only where the loss reads them (logit_idx): |target| per template row + 1.
+// edit_vstar_all runs many requests in batches sized to a memory budget (the run's bytes).
 // vstar_opts.full recomputes every position of every row at every step from layer 0 (the
 // reference path the tests compare with).
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +195,44 @@ done:
     return st;
 }
 
+// the points deltas are added at: vo->points, or hp->v_point alone; returns how many (pts holds
+// at most VSTAR_MAX_POINTS of them)
+static int vstar_points(const ked_hparams *hp, const vstar_opts *vo, ked_hook_point *pts) {
+    int np = vo && vo->n_points > 0 ? vo->n_points : 1;
+    for (int p = 0; p < np && p < VSTAR_MAX_POINTS; p++)
+        pts[p] = vo && vo->n_points > 0 ? vo->points[p] : hp->v_point;
+    return np;
+}
+
+// the run of the steps over rows v. One delta on the MLP's output or on the layer's output is a
+// delta on the residual entering layer+1 (*shift = 1): the steps start there. A delta on the
+// attention's output (PMET) is inside the layer: the steps start at the layer itself. The loss
+// reads each logit row before writing its gradient there: one buffer for both.
+static ked_run_opts vstar_run_opts(const ked_config *cfg, const vrows *v, int full, int np,
+                                   const ked_hook_point *pts, int layer, int *shift) {
+    *shift = !full && np == 1 && (pts[0] == KED_HOOK_MLP_OUT || pts[0] == KED_HOOK_RESID_OUT) &&
+             layer + 1 < cfg->n_layer;
+    return (ked_run_opts){v->B, v->Tw, v->S, 1, v->n_logit, layer + *shift, NULL, 1};
+}
+
+// the bytes of the steps' run for requests cs (n), or SIZE_MAX when they do not make one (the
+// error is edit_vstar_run's to report)
+static size_t vstar_run_bytes(const ked_model *m, const ked_hparams *hp, const edit_case *cs,
+                              int n, int layer, const vstar_opts *vo) {
+    const ked_config *cfg = ked_model_config(m);
+    ked_hook_point pts[VSTAR_MAX_POINTS];
+    int np = vstar_points(hp, vo, pts), shift, full = vo && vo->full;
+    vrows v;
+    memset(&v, 0, sizeof v);
+    size_t bytes = SIZE_MAX;
+    if (np <= VSTAR_MAX_POINTS && !vrows_build(cfg, cs, n, full, &v, NULL)) {
+        ked_run_opts ro = vstar_run_opts(cfg, &v, full, np, pts, layer, &shift);
+        bytes = run_bytes_for(m, &ro);
+    }
+    vrows_free(&v);
+    return bytes;
+}
+
 // request j's loss at this step, its gradient into dlogits; returns the loss. delta (np, C) and
 // ti_norm (np): the request's deltas and the norms of their target_init. nll_factor scales the
 // NLL term (PMET's nll_loss_factor; 1 otherwise). *all_top: every target token is the argmax
@@ -246,12 +286,10 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
     const ked_config *cfg = ked_model_config(m);
     int C = cfg->d_model, V = cfg->vocab, F = cfg->d_ff;
     int full = vo && vo->full;
-    // the points deltas are added at: vo->points, or hp->v_point alone
-    int np = vo && vo->n_points > 0 ? vo->n_points : 1;
     ked_hook_point pts[VSTAR_MAX_POINTS];
+    int np = vstar_points(hp, vo, pts);
     if (np > VSTAR_MAX_POINTS)
         return ked_fail(err, KED_ERR_ARG, "v*: %d hook points (at most %d)", np, VSTAR_MAX_POINTS);
-    for (int p = 0; p < np; p++) pts[p] = vo && vo->n_points > 0 ? vo->points[p] : hp->v_point;
     memset(res, 0, sizeof *res * (size_t)n);
     if (layer < 0 || layer >= cfg->n_layer)
         return ked_fail(err, KED_ERR_ARG, "edit layer %d outside the model's layers 0..%d", layer,
@@ -294,14 +332,9 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
         !kl_init || !lp || !ti_norm || !nll_factor || !done_j || !adam) { st = KED_ERR_NOMEM; goto done; }
     for (int b = 0; b < B; b++) row[b] = b;
     for (int j = 0; j < n; j++) nll_factor[j] = pmet ? hp->nll_loss_factor : 1.0f;
-    // one delta on the MLP's output or on the layer's output is a delta on the residual entering
-    // layer+1: the steps start there. A delta on the attention's output (PMET) is inside the
-    // layer: the steps start at the layer itself.
-    int shift = !full && np == 1 && (pts[0] == KED_HOOK_MLP_OUT || pts[0] == KED_HOOK_RESID_OUT) &&
-                layer + 1 < cfg->n_layer;
-    int from = layer + shift; // the layer the steps start at and the backward stops at
-    // the loss reads each logit row before writing its gradient there: one buffer for both
-    ked_run_opts ro = {B, v.Tw, v.S, 1, v.n_logit, from, NULL, 1};
+    int shift;
+    ked_run_opts ro = vstar_run_opts(cfg, &v, full, np, pts, layer, &shift);
+    int from = ro.backward_from; // the layer the steps start at and the backward stops at
     if ((st = ked_run_new_opts(m, &ro, &r, err))) goto done;
     for (int j = 0; j < n; j++) {
         res[j].n_points = np;
@@ -453,7 +486,33 @@ ked_status edit_vstar(ked_model *m, const ked_hparams *hp, const edit_case *c, i
     return edit_vstar_run(m, hp, c, 1, layer, &vo, o, res, err);
 }
 
+ked_status edit_vstar_all(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
+                          int layer, const vstar_opts *vo, const ked_edit_opts *o,
+                          vstar_result *res, ked_error *err) {
+    const ked_config *cfg = ked_model_config(m);
+    size_t budget = ked_model_weight_bytes(m) / 2;
+    if (budget < VSTAR_MIN_BUDGET) budget = VSTAR_MIN_BUDGET;
+    for (int j0 = 0; j0 < n;) {
+        int nb = 1;
+        while (nb < VSTAR_MAX_BATCH && j0 + nb < n &&
+               vstar_run_bytes(m, hp, cs + j0, nb + 1, layer, vo) <= budget)
+            nb++;
+        // the batch's share of what vo hands back per request
+        vstar_opts vb = vo ? *vo : (vstar_opts){0};
+        if (vb.key_mean) vb.key_mean += (size_t)j0 * cfg->d_ff;
+        if (vb.key_row0) vb.key_row0 += (size_t)j0 * cfg->d_ff;
+        if (vb.value_mean) vb.value_mean += (size_t)j0 * cfg->d_model;
+        ked_status st = edit_vstar_run(m, hp, cs + j0, nb, layer, &vb, o, res + j0, err);
+        if (st) {
+            for (int j = 0; j < j0; j++) vstar_result_free(&res[j]);
+            return st;
+        }
+        j0 += nb;
+    }
+    return KED_OK;
+}
+
 ked_status edit_vstar_batch(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,
                             int layer, const ked_edit_opts *o, vstar_result *res, ked_error *err) {
-    return edit_vstar_run(m, hp, cs, n, layer, NULL, o, res, err);
+    return edit_vstar_all(m, hp, cs, n, layer, NULL, o, res, err);
 }

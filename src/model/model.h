@@ -175,5 +175,8 @@ struct ked_run {
 };
 
 int hook_width(const ked_config *cfg, ked_hook_point p);
+// run_bytes_for: the bytes ked_run_new_opts(m, o) would map (o valid as it checks; SIZE_MAX when
+// out of memory), so a caller can size a batch to a memory budget before making its run
+size_t run_bytes_for(const ked_model *m, const ked_run_opts *o);
 
 #endif

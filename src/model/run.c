@@ -1,6 +1,7 @@
 // run.c: a run's memory: every activation a forward keeps for its backward, the key/value cache,
 // logits, and the backward's scratch, carved out of one allocation sized up front (a forward or
 // backward never allocates; docs/style.md §6.1).
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,7 +88,8 @@ static void layout(ked_run *r, carver *cv) {
         r->d_resid = carve(cv, N * C); r->d_h = carve(cv, N * C); r->d_mid = carve(cv, N * C);
         r->d_atty = carve(cv, N * HD); r->d_q = carve(cv, N * HD);
         r->d_k = carve(cv, B * S * KVD); r->d_v = carve(cv, B * S * KVD);
-        r->d_key = carve(cv, N * F); r->d_gate = carve(cv, N * F); r->d_up = carve(cv, N * F);
+        r->d_key = carve(cv, N * F); r->d_up = carve(cv, N * F);
+        r->d_gate = gated ? carve(cv, N * F) : NULL;
         r->d_sel = carve(cv, NL * C);
     }
 }
@@ -98,9 +100,29 @@ ked_status ked_run_new(const ked_model *m, int B, int T, int S, int backward, ke
     return ked_run_new_opts(m, &o, out, err);
 }
 
+// the shape fields of a run made with o (what layout reads)
+static void run_shape(ked_run *r, const ked_model *m, const ked_run_opts *o) {
+    r->m = m; r->B = o->B; r->T = o->T; r->S = o->S; r->backward = o->backward;
+    r->max_logits = o->max_logits > 0 ? o->max_logits : o->B * o->T;
+    r->backward_from = o->backward ? o->backward_from : 0;
+    r->kv_borrowed = o->kv_from != NULL;
+    r->dlogits_in_logits = o->dlogits_in_logits;
+}
+
+size_t run_bytes_for(const ked_model *m, const ked_run_opts *o) {
+    ked_run r = {0};
+    run_shape(&r, m, o);
+    r.L = calloc((size_t)m->cfg.n_layer, sizeof(layer_acts));
+    if (!r.L) return SIZE_MAX;
+    carver cv = {NULL, 0};
+    layout(&r, &cv);
+    free(r.L);
+    return cv.off + 64;
+}
+
 ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run **out,
                             ked_error *err) {
-    int B = o->B, T = o->T, S = o->S, backward = o->backward;
+    int B = o->B, T = o->T, S = o->S;
     if (B <= 0 || T <= 0 || S < T)
         return ked_fail(err, KED_ERR_ARG, "run shape B=%d T=%d S=%d: need B, T > 0 and S >= T", B,
                         T, S);
@@ -112,7 +134,7 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
                         o->backward_from, m->cfg.n_layer - 1);
     const ked_run *src = o->kv_from;
     if (src && (src->m != m || src->B != B || src->S != S || src->kv_borrowed ||
-                (src->backward && src->S == src->T) || (backward && S == T)))
+                (src->backward && src->S == src->T) || (o->backward && S == T)))
         return ked_fail(err, KED_ERR_ARG, "run: kv_from must be a run of the same model, B and S "
                         "that owns an unpacked cache (S > T when made for backward)");
     if (S > m->cfg.max_pos && m->cfg.pos == KED_POS_LEARNED)
@@ -120,11 +142,7 @@ ked_status ked_run_new_opts(const ked_model *m, const ked_run_opts *o, ked_run *
                         S, m->cfg.max_pos);
     ked_run *r = ked_calloc(1, sizeof *r, "run", err);
     if (!r) return KED_ERR_NOMEM;
-    r->m = m; r->B = B; r->T = T; r->S = S; r->backward = backward;
-    r->max_logits = o->max_logits > 0 ? o->max_logits : B * T;
-    r->backward_from = backward ? o->backward_from : 0;
-    r->kv_borrowed = src != NULL;
-    r->dlogits_in_logits = o->dlogits_in_logits;
+    run_shape(r, m, o);
     size_t N = (size_t)B * T;
     r->L = ked_calloc((size_t)m->cfg.n_layer, sizeof(layer_acts), "run layers", err);
     r->key_len = ked_calloc((size_t)B, sizeof(int), "run", err);
