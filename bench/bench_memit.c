@@ -469,9 +469,9 @@ static int child_mem(const opts *o) {
            (L * F2 * 8 + F2 * 4 + L * bt * F * 4) / 1e6);
     printf("mem_calc_kstats_file_mb %.1f (float64, per layer)\n", F2 * 8 / 1e6);
     printf("mem_calc_easyedit_npz_fp32_mb %.1f (EasyEdit's float32 mom2, per layer)\n", F2 * 4 / 1e6);
-    printf("mem_calc_read_kstats_transient_mb %.1f (file buffer + matrix)\n", 2 * F2 * 8 / 1e6);
-    printf("mem_calc_memit_solve_mb %.1f (C + lambda C + K K^T + its copy for the LU fallback)\n",
-           3 * F2 * 8 / 1e6);
+    printf("mem_calc_read_kstats_mb %.1f (read straight into the matrix)\n", F2 * 8 / 1e6);
+    printf("mem_calc_memit_solve_mb %.1f (C + lambda C + K K^T, upper triangle factored in place)\n",
+           2 * F2 * 8 / 1e6);
     printf("mem_calc_alphaedit_projector_P_mb %.1f (F^2 doubles)\n", F2 * 8 / 1e6);
     printf("mem_calc_alphaedit_eig_workspace_mb %.1f (dsyevd: A copy + work 1 + 6F + 2F^2 doubles)\n",
            (F2 * 8 + (1 + 6 * F + 2 * F2) * 8) / 1e6);
