@@ -6,22 +6,29 @@
 //    the record's prompt (tools/kf_eval.h, as tests/test_ked_facts.c counts: 965 of 1031), in
 //    file order; the first 200 are tests/data/eval/counterfact_kedfacts_known200.json (checked
 //    equal here; KF_WRITE=1 rewrites it);
-//  - statistics: WikiText-2 (data/wikitext2_raw_test.txt), the first 100000 tokens, cached in
-//    $BUILD/tests/kf_cache (computed on the first run, about 1 minute of CPU);
-//  - MEMIT, one batch of 20 edits through ked_eval_run (`ked eval --batch 20`): ROME's efficacy
-//    and neighbourhood scores (src/eval/quality.c);
+//  - statistics: the first 100000 tokens of the model's own training text
+//    (data/kedfacts_text_100k.txt: the head of the corpus `make ked-facts` trains on, fact
+//    sentences and WikiText-2 lines), cached in $BUILD/tests/kf_cache (computed on the first run,
+//    about 30 s of CPU). MEMIT's C stands for the keys the model has learned (EasyEdit computes it
+//    on Wikipedia for GPT-2/GPT-J, which were trained on such text); WikiText-2 alone leaves out
+//    the relation phrases of the fact sentences, and the update then moves the keys of the prompt's
+//    tokens after the subject (docs/editing.md: the measurement);
+//  - MEMIT, one batch of 20 edits through ked_eval_run (`ked eval --batch 20`) at layer 0 with
+//    lambda = 0.5 x d_ff: ROME's efficacy and neighbourhood scores (src/eval/quality.c), checked
+//    against issue 7's target (efficacy >= 90 with neighbourhood >= 80); the same batch with
+//    WikiText-2 statistics is printed beside it (with a floor under its measured figures);
 //  - AlphaEdit, 200 sequential edits in batches of 20 (cache_c carried by the editor): the first
 //    batch's rewrite_acc (EasyEdit's teacher-forced token accuracy of target_new) right after it
 //    and after the last batch; MEMIT's same figures with KF_MEMIT_SEQ=1 (docs/results.md has
 //    both from `ked eval --sequential --batch 20`).
-// Issue 7 asks efficacy >= 0.9 with neighbourhood >= 0.8 for MEMIT and, for AlphaEdit, >= 0.9
-// right after and >= 0.8 of that after 200 edits. This 4-layer, 512-wide model does not reach
-// them with any setting measured (docs/editing.md: the sweep); the checks below are floors under
-// the measured figures (so a regression fails) and the issue's targets are printed beside them.
+// Issue 7 asks, for AlphaEdit, >= 0.9 right after and >= 0.8 of that after 200 edits. This
+// 4-layer, 512-wide model does not reach that with any setting measured (docs/editing.md: the
+// sweep); the check is a floor under the measured figure and the target is printed beside it.
 // Knobs for measuring (not for CI): KF_N (edits in the sequential runs), KF_B (MEMIT's batch in
-// the sequential run), KF_LAYERS ("0,1"), KF_LAMBDA, KF_THR, KF_L2, KF_STEPS, KF_WD, KF_CLAMP,
-// KF_STATS_TOKENS, KF_CACHE, KF_NTM (fewer context templates), KF_SKIP (m: MEMIT batch, a:
-// AlphaEdit).
+// the sequential run), KF_MEMIT_N (cases of the MEMIT run, in batches of 20, each rolled back),
+// KF_LAYERS ("0,1"), KF_LAMBDA, KF_THR, KF_L2, KF_STEPS, KF_WD, KF_CLAMP, KF_STATS_TOKENS,
+// KF_STATS_CORPUS, KF_CACHE, KF_NTM (fewer context templates), KF_SKIP (m: MEMIT batch, w: its
+// WikiText-2 run, a: AlphaEdit).
 #include <jansson.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -32,6 +39,8 @@
 #define DIR "models/ked-facts"
 #define DATA "data/counterfact_portability_gpt4.json"
 #define KNOWN "tests/data/eval/counterfact_kedfacts_known200.json"
+#define TRAIN_TEXT "data/kedfacts_text_100k.txt"
+#define WIKITEXT "data/wikitext2_raw_test.txt"
 
 static ked_model *m;
 static ked_tokenizer *tok;
@@ -62,6 +71,16 @@ static void apply_knobs(ked_hparams *hp) {
     if ((v = getenv("KF_CLAMP"))) hp->clamp_norm_factor = (float)atof(v);
 }
 
+// this model's setting (docs/editing.md, the sweeps): layer 0; MEMIT's lambda 0.5 x d_ff;
+// AlphaEdit's null space below 1% of C's largest eigenvalue, L2 100 x its mean eigenvalue
+static void model_setting(ked_hparams *hp) {
+    hp->n_layers = 1;
+    hp->layers[0] = 0;
+    hp->mom2_update_weight = 0.5f * (float)ked_model_config(m)->d_ff;
+    hp->nullspace_threshold = -0.01f;
+    hp->L2 = -100.0f;
+}
+
 // mean rewrite_acc (EasyEdit's teacher-forced accuracy of target_new) of cases s..e-1
 static double rewrite_acc(const ked_dataset *d, int s, int e) {
     ked_error err;
@@ -82,6 +101,7 @@ static void sequential(const ked_dataset *d, const char *method, int n, int B, d
     ked_error err;
     ked_hparams hp;
     CHECK_OK(ked_hparams_defaults(m, method, &hp, &err), &err);
+    model_setting(&hp);
     apply_knobs(&hp);
     ked_editor *ed = NULL;
     CHECK_OK(ked_editor_new(m, &ed, &err), &err);
@@ -111,6 +131,35 @@ static void sequential(const ked_dataset *d, const char *method, int n, int B, d
     *all = rewrite_acc(d, 0, n);
     free(rq);
     ked_editor_free(ed); // the model's weights as loaded again
+}
+
+// MEMIT on the first 20 cases (KF_MEMIT_N: more, in batches of 20, each rolled back) through
+// ked_eval_run, as `ked eval --method memit --batch 20` runs it
+static void memit_batch(const ked_dataset *d, ked_hparams *hp, ked_stats_opts *st, const char *build,
+                        const char *tag, ked_eval_summary *s) {
+    ked_error err;
+    char out[600];
+    snprintf(out, sizeof out, "%s/tests/kf_memit_b20_%s.json", build, tag);
+    remove(out);
+    ked_eval_opts eo = ked_eval_defaults();
+    eo.method = "memit";
+    eo.hp = hp;
+    eo.n = getenv("KF_MEMIT_N") ? atoi(getenv("KF_MEMIT_N")) : 20;
+    eo.batch = 20;
+    eo.fluency = 0;
+    eo.out = out;
+    eo.stats = st;
+    char *table = NULL;
+    double t0 = now();
+    memset(s, 0, sizeof *s);
+    CHECK_OK(ked_eval_run(m, tok, d, &eo, s, &table, &err), &err);
+    if (table) fputs(table, stdout);
+    free(table);
+    printf("  memit batch of 20 (%s statistics): efficacy score %.1f -> %.1f, paraphrase %.1f -> %.1f, "
+           "neighbourhood %.1f -> %.1f, rewrite_acc %.1f -> %.1f (%.0f s)\n", tag, s->pre.es.mean, s->post.es.mean,
+           s->pre.ps.mean, s->post.ps.mean, s->pre.ns.mean, s->post.ns.mean, s->pre.rewrite.mean,
+           s->post.rewrite.mean, now() - t0);
+    fflush(stdout);
 }
 
 int main(void) {
@@ -157,49 +206,46 @@ int main(void) {
     int N = ked_dataset_n(d);
     if (getenv("KF_N")) N = atoi(getenv("KF_N")) < N ? atoi(getenv("KF_N")) : N;
 
-    // ---- statistics: WikiText-2, a token budget
-    char cache[512], out[600];
+    // ---- statistics: the model's training text (or KF_STATS_CORPUS), a token budget
+    char cache[512];
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
     snprintf(cache, sizeof cache, "%s/tests/kf_cache", build);
     mkdir(cache, 0755);
     so = ked_stats_defaults();
-    so.corpus = "data/wikitext2_raw_test.txt";
+    so.corpus = getenv("KF_STATS_CORPUS") ? getenv("KF_STATS_CORPUS") : TRAIN_TEXT;
     so.max_tokens = getenv("KF_STATS_TOKENS") ? atol(getenv("KF_STATS_TOKENS")) : 100000;
     so.cache_dir = getenv("KF_CACHE") ? getenv("KF_CACHE") : cache;
     ked_hparams hp;
     CHECK_OK(ked_hparams_defaults(m, "memit", &hp, &err), &err);
-    apply_knobs(&hp);
     CHECK_OK(ked_edit_templates(m, tok, &hp, 0, &tm, &ntm, &err), &err); // once, unedited model
     if (getenv("KF_NTM")) ntm = atoi(getenv("KF_NTM")) < ntm ? atoi(getenv("KF_NTM")) : ntm; // measuring: fewer
-    printf("  memit defaults: layers");
+    model_setting(&hp);
+    apply_knobs(&hp);
+    printf("  memit: layers");
     for (int i = 0; i < hp.n_layers; i++) printf(" %d", hp.layers[i]);
-    printf(", lambda %g, statistics: %lld tokens of WikiText-2\n", hp.mom2_update_weight, (long long)so.max_tokens);
+    printf(", lambda %g, statistics: %lld tokens of %s\n", hp.mom2_update_weight, (long long)so.max_tokens,
+           so.corpus);
 
-    // ---- MEMIT, one batch of 20: ROME's CounterFact scores through ked eval
+    // ---- MEMIT, one batch of 20: ROME's CounterFact scores through ked eval, with the statistics
+    // of the training text (issue 7's target) and of WikiText-2 alone (printed, floored)
     if (!strchr(skip, 'm')) {
-        snprintf(out, sizeof out, "%s/tests/kf_memit_b20.json", build);
-        remove(out);
-        ked_eval_opts eo = ked_eval_defaults();
-        eo.method = "memit";
-        eo.hp = &hp;
-        eo.n = 20;
-        eo.batch = 20;
-        eo.fluency = 0;
-        eo.out = out;
-        eo.stats = &so;
         ked_eval_summary s;
-        char *table = NULL;
-        double t0 = now();
-        CHECK_OK(ked_eval_run(m, tok, d, &eo, &s, &table, &err), &err);
-        if (table) fputs(table, stdout);
-        free(table);
-        printf("  memit batch of 20: efficacy score %.1f -> %.1f, paraphrase %.1f -> %.1f, neighbourhood %.1f -> %.1f, "
-               "rewrite_acc %.1f -> %.1f (%.0f s)\n", s.pre.es.mean, s.post.es.mean, s.pre.ps.mean, s.post.ps.mean,
-               s.pre.ns.mean, s.post.ns.mean, s.pre.rewrite.mean, s.post.rewrite.mean, now() - t0);
-        printf("  issue 7 asks: efficacy score >= 90 with neighbourhood >= 80 (measured 65 / 86: not reached, "
-               "docs/editing.md)\n");
-        CHECK(s.post.es.mean >= 55, "MEMIT efficacy score %.1f < 55 (measured 65)", s.post.es.mean);
-        CHECK(s.post.ns.mean >= 80, "MEMIT neighbourhood score %.1f < 80 (measured 86)", s.post.ns.mean);
+        memit_batch(d, &hp, &so, build, "train", &s);
+        printf("  issue 7 asks: efficacy score >= 90 with neighbourhood >= 80 (measured 95 / 93)\n");
+        CHECK(s.post.es.mean >= 90, "MEMIT efficacy score %.1f < 90", s.post.es.mean);
+        CHECK(s.post.ns.mean >= 80, "MEMIT neighbourhood score %.1f < 80", s.post.ns.mean);
+    }
+    if (!strchr(skip, 'm') && !strchr(skip, 'w') && !getenv("KF_STATS_CORPUS")) {
+        ked_stats_opts wo = so;
+        wo.corpus = WIKITEXT;
+        ked_eval_summary s;
+        memit_batch(d, &hp, &wo, build, "wikitext", &s);
+        printf("  with WikiText-2 statistics the same batch gets %.1f / %.1f (measured 80 / 89.5: the keys of "
+               "the prompts' relation words are missing from C)\n", s.post.es.mean, s.post.ns.mean);
+        CHECK(s.post.es.mean >= 70, "MEMIT (WikiText-2 statistics) efficacy score %.1f < 70 (measured 80)",
+              s.post.es.mean);
+        CHECK(s.post.ns.mean >= 80, "MEMIT (WikiText-2 statistics) neighbourhood score %.1f < 80 (measured 89.5)",
+              s.post.ns.mean);
     }
     // ---- 200 sequential edits in batches of 20: AlphaEdit, and MEMIT beside it
     double af = 0, al = 0, aa = 0, mf = 0, ml = 0, ma = 0;
@@ -211,9 +257,12 @@ int main(void) {
                aa);
         printf("  issue 7 asks: >= 0.9 right after, >= 0.8 of that after the last batch (not reached, "
                "docs/editing.md)\n");
-        CHECK(af >= 0.3, "AlphaEdit: first batch's rewrite_acc %.3f < 0.3 (measured 0.427)", af);
-        // measured 0.050 after the tenth batch (MEMIT: 0.000, docs/results.md); printed, not
-        // checked: it passes through 0 on the way (batches 6-7), a floor there would be noise
+        // measured: 0.527 right after, 0.250 after the tenth batch, 0.270 over all 200 (the first
+        // batch's figure swings 0.10-0.32 from batch to batch: the floors are on the first
+        // figure and on the mean over all 200)
+        CHECK(af >= 0.4, "AlphaEdit: first batch's rewrite_acc %.3f < 0.4 (measured 0.527)", af);
+        CHECK(N < 200 || aa >= 0.15, "AlphaEdit: mean rewrite_acc of the 200 after the last batch %.3f < 0.15 "
+              "(measured 0.270)", aa);
     }
     if (getenv("KF_MEMIT_SEQ")) {
         sequential(d, "memit", N, getenv("KF_B") ? atoi(getenv("KF_B")) : 20, &mf, &ml, &ma, &nd2);
