@@ -3,13 +3,16 @@
 // it gives the weights of before, bit for bit; a patch written to a file and read back is the
 // same patch; freeing the editor gives the model its loaded buffers back; an edited directory
 // loads as a plain model and, through its record, reverts bit-exactly. Also: the v*
-// optimisation with the layers below the edit cached equals the one recomputing them; EasyEdit
-// YAML files load (values, module templates) or fail with a message naming the file and field.
+// optimisation with the layers below the edit cached equals the one recomputing them; split into
+// one run per request by edit_vstar_all's budget it equals one run (MEMIT's z, PMET's zs);
+// EasyEdit YAML files load (values, module templates) or fail with a message naming the file
+// and field.
 #include "test.h"
 
 #include "ked.h"
 #include "edit/edit.h"
 #include "io/safetensors.h"
+#include <stdint.h>
 #include <sys/stat.h>
 
 static ked_model *m;
@@ -146,6 +149,132 @@ static void test_vstar_cache(void) {
     vstar_result_free(&a);
     vstar_result_free(&b);
     edit_case_free(&c);
+}
+
+// edit_vstar_all split into runs of one request (budget 1 byte) equals it in one run (SIZE_MAX):
+// the rows never interact, so each batch's share of res and of vo's outputs (offset by its first
+// request) must hold what the one run puts there. Field f of request j of a run: the delta,
+// target_init (P, C each), key_mean, key_row0 (F), value_mean (C); out: key_mean (n, F),
+// key_row0 (n, F), value_mean (n, C) one after the other
+static const float *vstar_field(int f, const vstar_result *r, const float *out, int n, int j,
+                                int C, int F, size_t *len) {
+    size_t PC = (size_t)r->n_points * C;
+    switch (f) {
+    case 0: *len = PC; return r->delta;
+    case 1: *len = PC; return r->target_init;
+    case 2: *len = (size_t)F; return out + (size_t)j * F;
+    case 3: *len = (size_t)F; return out + (size_t)(n + j) * F;
+    default: *len = (size_t)C; return out + (size_t)2 * n * F + (size_t)j * C;
+    }
+}
+
+// max |a - b| / max |b| (infinite where a holds a NaN: an output left unwritten)
+static double rel_diff(const float *a, const float *b, size_t n) {
+    float mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(b[i]));
+    return test_maxdiff(a, b, n, NULL) / (mx > 0 ? mx : 1e-30f);
+}
+
+static void vstar_split_check(const char *what, const ked_hparams *hp, const edit_case *cs, int n,
+                              int layer, vstar_opts vo) {
+    static const char *fname[5] = {"delta", "target_init", "key_mean", "key_row0", "value_mean"};
+    static const size_t budget[2] = {1, SIZE_MAX}; // one request per run; all in one run
+    ked_error err;
+    int C = ked_model_config(m)->d_model, F = ked_model_config(m)->d_ff;
+    size_t n_out = (size_t)n * (2 * (size_t)F + C);
+    float *out[2];
+    vstar_result *res[2];
+    int ok = 1;
+    for (int k = 0; k < 2; k++) {
+        out[k] = malloc(sizeof(float) * n_out);
+        for (size_t i = 0; i < n_out; i++) out[k][i] = NAN;
+        res[k] = calloc((size_t)n, sizeof *res[k]);
+        vo.key_mean = out[k];
+        vo.key_row0 = out[k] + (size_t)n * F;
+        vo.value_mean = out[k] + (size_t)2 * n * F;
+        vo.budget = budget[k];
+        ked_status st = edit_vstar_all(m, hp, cs, n, layer, &vo, NULL, res[k], &err);
+        CHECK_OK(st, &err);
+        ok = ok && !st;
+    }
+    double worst = 0, loss_worst = 0, apart = INFINITY;
+    for (int j = 0; ok && j < n; j++) {
+        const vstar_result *a = &res[0][j], *b = &res[1][j];
+        if (!a->delta || !b->delta) { // not written: a request's share given to another
+            CHECK(0, "%s request %d: no delta (split %p, one run %p)", what, j, (void *)a->delta,
+                  (void *)b->delta);
+            continue;
+        }
+        CHECK(a->n_steps == b->n_steps && a->n_points == b->n_points,
+              "%s request %d: %d steps, %d points split; %d, %d in one run", what, j, a->n_steps,
+              a->n_points, b->n_steps, b->n_points);
+        for (int s = 0; s < a->n_steps && s < b->n_steps; s++) {
+            double d = fabs((double)a->loss[s] - b->loss[s]) / fabs((double)b->loss[s]);
+            loss_worst = fmax(loss_worst, d != d ? INFINITY : d);
+        }
+        for (int f = 0; f < 5; f++) {
+            size_t len;
+            const float *x = vstar_field(f, a, out[0], n, j, C, F, &len);
+            const float *y = vstar_field(f, b, out[1], n, j, C, F, &len);
+            double r = rel_diff(x, y, len);
+            worst = fmax(worst, r);
+            CHECK(r <= 1e-5, "%s request %d %s: split vs one run, rel diff %g", what, j, fname[f],
+                  r);
+            // the requests' outputs differ from their neighbour's (so misplaced ones would show)
+            if (j > 0) apart = fmin(apart, rel_diff(y, vstar_field(f, &res[1][j - 1], out[1], n,
+                                                                    j - 1, C, F, &len), len));
+        }
+    }
+    if (ok) {
+        CHECK(loss_worst <= 1e-5, "%s: losses split vs one run, rel diff %g", what, loss_worst);
+        CHECK(apart > 1e-2, "%s: neighbouring requests' outputs differ by only %g", what, apart);
+        printf("  %s, %d requests at layer %d, one run per request vs one run: steps", what, n,
+               layer);
+        for (int j = 0; j < n; j++) printf(" %d", res[1][j].n_steps);
+        printf(", losses rel %.1e, outputs rel %.1e (neighbours apart %.2f)\n", loss_worst, worst,
+               apart);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < n; j++) vstar_result_free(&res[k][j]);
+        free(res[k]);
+        free(out[k]);
+    }
+}
+
+static void test_vstar_split(void) {
+    static const ked_request rq[4] = {
+        {.prompt = "Once upon a time, there was a little girl named", .subject = "little girl",
+         .target_new = " Sue"},
+        {.prompt = "One day, a big dog called", .subject = "big dog", .target_new = " Max"},
+        {.prompt = "The small cat liked to play with", .subject = "small cat",
+         .target_new = " Tom"},
+        {.prompt = "In the park, the old man was called", .subject = "old man",
+         .target_new = " Ben"},
+    };
+    const char *tmpl[2] = {"{}", "The dog ran. {}"};
+    static const char *method[2] = {"memit", "pmet"};
+    for (int k = 0; k < 2; k++) {
+        ked_error err;
+        ked_hparams hp;
+        CHECK_OK(ked_hparams_defaults(m, method[k], &hp, &err), &err);
+        hp.v_num_grad_steps = 10;
+        edit_case cs[4];
+        int nc = 0;
+        for (; nc < 4; nc++)
+            if (edit_case_build(tok, &rq[nc], tmpl, 2, hp.fact_token, &cs[nc], &err)) break;
+        CHECK(nc == 4, "%s", err.msg);
+        if (nc == 4) {
+            if (k == 0) { // MEMIT's z: one delta at the last layer's output (memit.c)
+                hp.v_point = KED_HOOK_RESID_OUT;
+                vstar_split_check("MEMIT z (resid_out)", &hp, cs, 4, 3, (vstar_opts){0});
+            } else {
+                vstar_opts vo = {.n_points = 2, .points = {KED_HOOK_MLP_OUT, KED_HOOK_ATTN_OUT},
+                                 .pmet_rule = 1};
+                vstar_split_check("PMET zs (mlp_out + attn_out)", &hp, cs, 4, 2, vo);
+            }
+        }
+        for (int j = 0; j < nc; j++) edit_case_free(&cs[j]);
+    }
 }
 
 static void test_subject_rule(void) {
@@ -488,6 +617,7 @@ int main(void) {
     test_subject_rule();
     test_hparams();
     test_vstar_cache();
+    test_vstar_split();
     test_two_layers();
     test_sequential();
     test_dir();

@@ -162,6 +162,8 @@ typedef struct {
     int pmet_rule;            // EasyEdit PMET compute_zs: the NLL weighted by hp->nll_loss_factor,
                               // a tenth of it once every target token is the argmax, and then
                               // the end when kl_factor * KL <= 0.01
+    size_t budget;            // edit_vstar_all's bytes per run (0: its default rule below; any
+                              // other value as given, e.g. 1 for one request per run in tests)
 } vstar_opts;
 // edit_vstar_run: EasyEdit's compute_v / compute_z (easyedit-reference.md §2.0) at hp->v_point of
 // `layer` for n requests at once: one forward/backward per step over all their rows, a delta,
@@ -172,9 +174,10 @@ ked_status edit_vstar_run(ked_model *m, const ked_hparams *hp, const edit_case *
                           vstar_result *res, ked_error *err);
 // edit_vstar_all: edit_vstar_run over n requests in batches chosen from a memory budget: as many
 // requests (at most VSTAR_MAX_BATCH) as keep a batch's run (run_bytes_for: activations, key/value
-// cache, logits) within half the model's weight bytes, or VSTAR_MIN_BUDGET when that is more; at
-// least one. The results are the same as one batch's (the requests never interact). res (n); the
-// per-request outputs of vo (key_mean, ...) are filled for all n.
+// cache, logits) within half the model's weight bytes, or VSTAR_MIN_BUDGET when that is more
+// (vo->budget instead when set); at least one. The results are the same as one batch's (the
+// requests never interact). res (n); the per-request outputs of vo (key_mean, ...) are filled
+// for all n.
 #define VSTAR_MAX_BATCH 16
 #define VSTAR_MIN_BUDGET ((size_t)64 << 20)
 ked_status edit_vstar_all(ked_model *m, const ked_hparams *hp, const edit_case *cs, int n,

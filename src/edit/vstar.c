@@ -492,6 +492,7 @@ ked_status edit_vstar_all(ked_model *m, const ked_hparams *hp, const edit_case *
     const ked_config *cfg = ked_model_config(m);
     size_t budget = ked_model_weight_bytes(m) / 2;
     if (budget < VSTAR_MIN_BUDGET) budget = VSTAR_MIN_BUDGET;
+    if (vo && vo->budget) budget = vo->budget; // as given
     for (int j0 = 0; j0 < n;) {
         int nb = 1;
         while (nb < VSTAR_MAX_BATCH && j0 + nb < n &&
