@@ -3,6 +3,7 @@
 // tests/run.sh can count it. Tests run from the repository root (paths like tests/data/...).
 #ifndef KED_TEST_H
 #define KED_TEST_H
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,22 @@ static inline float test_maxdiff(const float *a, const float *b, size_t n, size_
     }
     if (where) *where = w;
     return m;
+}
+
+// keep the first k results of a finished `ked eval` results file `from`, mark it unfinished and
+// write it to `to`: what an interrupted run leaves. 0 (a failed check) when `from` cannot be read
+static inline int test_truncate_results(const char *from, const char *to, int k) {
+    json_error_t je;
+    json_t *root = json_load_file(from, 0, &je);
+    CHECK(root != NULL, "%s: %s", from, je.text);
+    if (!root) return 0;
+    json_t *res = json_object_get(root, "results");
+    while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
+    for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
+    json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
+    json_dump_file(root, to, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    return 1;
 }
 
 // finish: print the summary of this program and return its exit code

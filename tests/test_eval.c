@@ -94,20 +94,6 @@ static void check_tokens(const char *text, const char *const *want, int n_want) 
 }
 #define TOKS(text, ...) do { const char *w_[] = {__VA_ARGS__}; check_tokens(text, w_, (int)(sizeof w_ / sizeof *w_)); } while (0)
 
-// keep the first k results of a finished file and mark it unfinished: what an interrupted run leaves
-static void truncate_results(const char *from, const char *to, int k) {
-    json_error_t je;
-    json_t *root = json_load_file(from, 0, &je);
-    CHECK(root != NULL, "%s: %s", from, je.text);
-    if (!root) return;
-    json_t *res = json_object_get(root, "results");
-    while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
-    for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
-    json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
-    json_dump_file(root, to, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(root);
-}
-
 static int offset_ = 0; // --offset of the next run()
 
 static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const char *method, const ked_hparams *hp,
@@ -320,7 +306,7 @@ int main(void) {
     // resume: an interrupted file (k results) finished by a new run gives the same bytes
     struct { const char *full; int seq, batch, k; } rs[] = {{p_single, 0, 1, 2}, {p_seq, 1, 1, 4}, {p_seq, 1, 1, 6}, {p_batch, 0, 3, 3}};
     for (int i = 0; i < 4; i++) {
-        truncate_results(rs[i].full, p_part, rs[i].k);
+        test_truncate_results(rs[i].full, p_part, rs[i].k);
         ked_eval_summary sr;
         CHECK_OK(run(m, tok, d, "ft-l", &hp, 6, rs[i].seq, rs[i].batch, p_part, &sr, &err), &err);
         char *x = test_slurp(rs[i].full), *y = test_slurp(p_part);

@@ -52,19 +52,6 @@ static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const ch
     return st;
 }
 
-static void truncate_results(const char *from, const char *to, int k) {
-    json_error_t je;
-    json_t *root = json_load_file(from, 0, &je);
-    CHECK(root != NULL, "%s: %s", from, je.text);
-    if (!root) return;
-    json_t *res = json_object_get(root, "results");
-    while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
-    for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
-    json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
-    json_dump_file(root, to, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(root);
-}
-
 // the NLL of target_new after the rewrite prompt (ROME's probabilities) in a results file
 static double post_acc(json_t *root, int i, const char *stage) {
     json_t *a = json_object_get(json_object_get(json_array_get(json_object_get(root, "results"), (size_t)i), stage),
@@ -170,7 +157,7 @@ int main(void) {
         ked_editor_free(ed);
     }
     // resume after one batch
-    truncate_results(p_mb, p_part, 3);
+    test_truncate_results(p_mb, p_part, 3);
     CHECK_OK(run(m, tok, d, "memit", &hp, 6, 0, 3, p_part, &err), &err);
     char *x = test_slurp(p_mb), *y = test_slurp(p_part);
     CHECK(x && y && !strcmp(x, y), "memit batch: the resumed run differs from the uninterrupted one");
@@ -207,7 +194,7 @@ int main(void) {
         }
         ked_editor_free(ed);
     }
-    truncate_results(p_ab, p_part, 3);
+    test_truncate_results(p_ab, p_part, 3);
     CHECK_OK(run(m, tok, d, "alphaedit", &hp, 6, 1, 3, p_part, &err), &err);
     x = test_slurp(p_ab);
     y = test_slurp(p_part);

@@ -80,16 +80,7 @@ static void resume(const char *name, const char *args, int n, int k) {
     char full[256], part[256];
     snprintf(full, sizeof full, "%s/%s.json", dir, name);
     snprintf(part, sizeof part, "%s/%s.part.json", dir, name);
-    json_error_t je;
-    json_t *root = json_load_file(full, 0, &je);
-    CHECK(root != NULL, "%s: %s", full, je.text);
-    if (!root) return;
-    json_t *res = json_object_get(root, "results");
-    while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
-    for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
-    json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
-    json_dump_file(root, part, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(root);
+    if (!test_truncate_results(full, part, k)) return;
     int rc = sh("%s eval --model models/TinyStories-656K %s --n %d --threads 1 --out %s 2>/dev/null >/dev/null", ked_bin,
                 args, n, part);
     CHECK(rc == 0, "%s: resume failed", name);
