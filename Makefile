@@ -70,7 +70,7 @@ $(BUILD)/ked: $(CLI_OBJ) $(BUILD)/libked.a
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libked.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libked.a
 	@mkdir -p $(dir $@)
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) -Itests $< $(BUILD)/libked.a -o $@ $(LDLIBS)

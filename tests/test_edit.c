@@ -7,6 +7,7 @@
 // for bit. On the 2-layer TinyStories-656K (tokenizer.json), ROME and FT-M with the default
 // hyperparameters also make the answer " Sue". Prints the figures.
 #include "test.h"
+#include "locality.h"
 
 #include "ked.h"
 #include "edit/edit.h"
@@ -17,62 +18,7 @@ static const char *prompt = "Once upon a time, there was a little girl named";
 
 static ked_model *m;
 static ked_tokenizer *tok;
-static char *loc[64];
-static int n_loc; // 0..64
-static int *loc_ids, *loc_len, loc_T;
-
-static void read_locality(void) {
-    FILE *f = fopen("tests/data/edit/locality_prompts.txt", "r");
-    char line[512];
-    while (f && n_loc < 64 && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (*line) loc[n_loc++] = strdup(line);
-    }
-    if (f) fclose(f);
-    // one right-padded batch
-    int *ids[64], n[64];
-    ked_error err;
-    loc_T = 0;
-    for (int i = 0; i < n_loc; i++) {
-        CHECK_OK(ked_tokenizer_encode(tok, loc[i], strlen(loc[i]), 1, &ids[i], NULL, &n[i], &err), &err);
-        if (n[i] > loc_T) loc_T = n[i];
-    }
-    loc_ids = calloc((size_t)(n_loc > 0 ? n_loc : 1) * (size_t)(loc_T > 0 ? loc_T : 1), sizeof(int));
-    loc_len = calloc(64, sizeof(int));
-    for (int i = 0; i < n_loc; i++) {
-        memcpy(loc_ids + (size_t)i * loc_T, ids[i], sizeof(int) * (size_t)n[i]);
-        loc_len[i] = n[i];
-        free(ids[i]);
-    }
-}
-
-// argmax at every valid position of the locality batch into out (n_loc * loc_T, -1 in padding)
-static void locality_argmax(int *out) {
-    ked_error err;
-    ked_run *r = NULL;
-    CHECK_OK(ked_run_new(m, n_loc, loc_T, loc_T, 0, &r, &err), &err);
-    CHECK_OK(ked_forward(m, r, loc_ids, n_loc, loc_T, loc_len, NULL, &err), &err);
-    const float *lg = ked_run_logits(r, NULL);
-    int V = ked_model_config(m)->vocab;
-    for (int b = 0; b < n_loc; b++)
-        for (int t = 0; t < loc_T; t++) {
-            int best = -1;
-            if (t < loc_len[b]) {
-                const float *z = lg + ((size_t)b * loc_T + t) * V;
-                best = 0;
-                for (int v = 1; v < V; v++) if (z[v] > z[best]) best = v;
-            }
-            out[b * loc_T + t] = best;
-        }
-    ked_run_free(r);
-}
-
-static float agreement(const int *a, const int *b) {
-    int same = 0, n = 0;
-    for (int i = 0; i < n_loc * loc_T; i++)
-        if (a[i] >= 0) { n++; same += a[i] == b[i]; }
-    return n ? (float)same / n : 0;
-}
+static test_locality loc;
 
 // greedy continuation of the prompt (12 tokens) as text
 static char *greedy(void) {
@@ -116,9 +62,9 @@ static void edit_one(const char *method, const int *base_arg, const float *base_
     CHECK_OK(ked_editor_apply(ed, p, NULL, &err), &err);
     CHECK_OK(ked_edit_token_accuracy(m, tok, prompt, " Sue", &acc1, NULL, NULL, &err), &err);
     char *after = greedy();
-    int *arg = malloc(sizeof(int) * (size_t)n_loc * loc_T);
-    locality_argmax(arg);
-    float agree = agreement(base_arg, arg);
+    int *arg = malloc(sizeof(int) * (size_t)loc.n * loc.T);
+    test_locality_argmax(&loc, m, arg);
+    float agree = test_locality_agreement(&loc, base_arg, arg);
     printf("    %d steps, final loss %.4f, %.3f s; rewrite acc %.2f -> %.2f; locality agreement "
            "%.4f\n    after: \"%s\"\n", info.n_steps, info.loss[info.n_steps - 1], info.seconds,
            acc0, acc1, agree, after);
@@ -191,8 +137,8 @@ int main(void) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    read_locality();
-    CHECK(n_loc == 50, "%d locality prompts", n_loc);
+    test_locality_read(&loc, tok);
+    CHECK(loc.n == 50, "%d locality prompts", loc.n);
     const ked_config *c = ked_model_config(m);
     int64_t per = (int64_t)c->d_model * c->d_ff;
     float *base_down = malloc(sizeof(float) * (size_t)(per * c->n_layer));
@@ -201,17 +147,15 @@ int main(void) {
     char *before = greedy();
     printf("  before: \"%s\"\n", before);
     CHECK(strstr(before, "Sue") == NULL, "the unedited model already says Sue");
-    int *base_arg = malloc(sizeof(int) * (size_t)n_loc * loc_T);
-    locality_argmax(base_arg);
+    int *base_arg = malloc(sizeof(int) * (size_t)loc.n * loc.T);
+    test_locality_argmax(&loc, m, base_arg);
     const char *methods[] = {"rome", "r-rome", "ft-m", "ft-l"};
     for (int i = 0; i < 4; i++) edit_one(methods[i], base_arg, base_down);
     two_layer_model();
     free(before);
     free(base_arg);
     free(base_down);
-    for (int i = 0; i < n_loc; i++) free(loc[i]);
-    free(loc_ids);
-    free(loc_len);
+    test_locality_free(&loc);
     ked_tokenizer_free(tok);
     ked_model_free(m);
     return test_finish("test_edit");

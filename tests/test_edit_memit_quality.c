@@ -8,57 +8,13 @@
 //  - AlphaEdit, the same 20 edits in 4 sequential batches of 5 (cache_c from the editor): the
 //    first batch's rewrite accuracy after all four, relative to right after it.
 #include "test.h"
+#include "locality.h"
 
 #include "ked.h"
 
 static ked_model *m;
 static ked_tokenizer *tok;
-static char *loc[64];
-static int n_loc;
-static int *loc_ids, *loc_len, loc_T;
-
-static void read_locality(void) {
-    FILE *f = fopen("tests/data/edit/locality_prompts.txt", "r");
-    char line[512];
-    while (f && n_loc < 64 && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (*line) loc[n_loc++] = strdup(line);
-    }
-    if (f) fclose(f);
-    int *ids[64], n[64];
-    ked_error err;
-    for (int i = 0; i < n_loc; i++) {
-        CHECK_OK(ked_tokenizer_encode(tok, loc[i], strlen(loc[i]), 1, &ids[i], NULL, &n[i], &err), &err);
-        if (n[i] > loc_T) loc_T = n[i];
-    }
-    loc_ids = calloc((size_t)n_loc * (size_t)loc_T + 1, sizeof(int));
-    loc_len = calloc(64, sizeof(int));
-    for (int i = 0; i < n_loc; i++) {
-        memcpy(loc_ids + (size_t)i * loc_T, ids[i], sizeof(int) * (size_t)n[i]);
-        loc_len[i] = n[i];
-        free(ids[i]);
-    }
-}
-
-static void locality_argmax(int *out) {
-    ked_error err;
-    ked_run *r = NULL;
-    CHECK_OK(ked_run_new(m, n_loc, loc_T, loc_T, 0, &r, &err), &err);
-    CHECK_OK(ked_forward(m, r, loc_ids, n_loc, loc_T, loc_len, NULL, &err), &err);
-    const float *lg = ked_run_logits(r, NULL);
-    int V = ked_model_config(m)->vocab;
-    for (int b = 0; b < n_loc; b++)
-        for (int t = 0; t < loc_T; t++) {
-            int best = -1;
-            if (t < loc_len[b]) {
-                const float *z = lg + ((size_t)b * loc_T + t) * V;
-                best = 0;
-                for (int v = 1; v < V; v++) if (z[v] > z[best]) best = v;
-            }
-            out[b * loc_T + t] = best;
-        }
-    ked_run_free(r);
-}
+static test_locality loc;
 
 #define NR 20
 static const char *subj[NR] = {"little girl", "big dog", "small cat", "old man", "little boy",
@@ -86,7 +42,7 @@ int main(void) {
     CHECK_OK(ked_model_load("models/stories260K", &m, &err), &err);
     CHECK_OK(ked_tokenizer_load("models/stories260K/tok512.bin", &tok, &err), &err);
     if (!m || !tok) return test_finish("test_edit_memit_quality");
-    read_locality();
+    test_locality_read(&loc, tok);
     // statistics: 600 lines of the tokenizer corpus
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build"; // tests/run.sh's build directory
     char corpus[512], cache[512];
@@ -109,8 +65,8 @@ int main(void) {
         req[i].subject = subj[i];
         req[i].target_new = name[i];
     }
-    int *base = malloc(sizeof(int) * (size_t)n_loc * loc_T), *now = malloc(sizeof(int) * (size_t)n_loc * loc_T);
-    locality_argmax(base);
+    int *base = malloc(sizeof(int) * (size_t)loc.n * loc.T), *now = malloc(sizeof(int) * (size_t)loc.n * loc.T);
+    test_locality_argmax(&loc, m, base);
     float acc0 = mean_acc(req, NR);
     ked_editor *ed = NULL;
     CHECK_OK(ked_editor_new(m, &ed, &err), &err);
@@ -129,10 +85,8 @@ int main(void) {
     int id = -1;
     if (p) CHECK_OK(ked_editor_apply(ed, p, &id, &err), &err);
     float acc1 = mean_acc(req, NR);
-    locality_argmax(now);
-    int same = 0, tot = 0;
-    for (int i = 0; i < n_loc * loc_T; i++) if (base[i] >= 0) { tot++; same += base[i] == now[i]; }
-    float locality = tot ? (float)same / tot : 0;
+    test_locality_argmax(&loc, m, now);
+    float locality = test_locality_agreement(&loc, base, now);
     printf("  memit: 20 edits in one batch (layers 1-2, lambda %g): efficacy %.3f -> %.3f, locality %.3f, %.1f s\n",
            hp.mom2_update_weight, acc0, acc1, locality, info.seconds);
     // measured 0.877 / 0.698 (the fact-model targets 0.9 / 0.8 are for models/ked-facts)
@@ -155,17 +109,16 @@ int main(void) {
                info.null_space_dim, ked_model_config(m)->d_ff);
     }
     float last = mean_acc(req, 5), all = mean_acc(req, NR);
-    locality_argmax(now);
-    same = tot = 0;
-    for (int i = 0; i < n_loc * loc_T; i++) if (base[i] >= 0) { tot++; same += base[i] == now[i]; }
+    test_locality_argmax(&loc, m, now);
     printf("  alphaedit: first batch %.3f right after it, %.3f after all 4 (ratio %.2f); all 20: %.3f; "
-           "locality %.3f\n", first, last, first > 0 ? last / first : 0, all, tot ? (float)same / tot : 0);
+           "locality %.3f\n", first, last, first > 0 ? last / first : 0, all,
+           test_locality_agreement(&loc, base, now));
     // measured: 1.00 right after, 0.38 after four batches -- short of the 0.8 ratio asked of the
     // fact model (a 172-wide key space has almost no null space to edit in); checked: the edit takes
     CHECK(first >= 0.9f, "AlphaEdit first batch %.3f", first);
     ked_editor_free(ed);
-    free(base); free(now); free(loc_ids); free(loc_len);
-    for (int i = 0; i < n_loc; i++) free(loc[i]);
+    free(base); free(now);
+    test_locality_free(&loc);
     ked_tokenizer_free(tok);
     ked_model_free(m);
     return test_finish("test_edit_memit_quality");
