@@ -57,17 +57,6 @@ typedef struct {
     int iters, warmup, threads;
 } opts;
 
-// per-step timestamps of one edit (on_step is called after each step's forward and loss)
-typedef struct {
-    double t[512];
-    float loss[512];
-    int n;
-} steps_log;
-static void on_step(int step, float loss, void *user) {
-    steps_log *s = user;
-    if (s->n < 512) { s->t[s->n] = now(); s->loss[s->n] = loss; s->n++; }
-}
-
 // ---- the inputs for ref_edit_torch.py -------------------------------------------------------------
 
 static void json_ids(FILE *f, const int *ids, int n) {
@@ -150,8 +139,8 @@ static int child(const opts *o, const char *method) {
     ked_edit_opts eo = ked_edit_defaults();
     eo.templates = (const char *const *)templates;
     eo.n_templates = n_t;
-    steps_log sl;
-    eo.on_step = on_step;
+    steps_log sl = {.n = 0};
+    eo.on_step = steps_log_on_step;
     eo.user = &sl;
     int n = o->warmup + o->iters;
     double wall[64], cpu[64], first[64], mid[64], last[64];

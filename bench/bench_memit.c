@@ -216,19 +216,6 @@ static int child_stats(const opts *o) {
 
 /* ---- memit ------------------------------------------------------------------------------------- */
 
-typedef struct {
-    double t[4096];
-    float loss[4096];
-    int step[4096];
-    int n;
-    long hwm_z;               // VmHWM at the last step callback (the z optimisations' peak)
-} steps_log;
-static void on_step(int step, float loss, void *user) {
-    steps_log *s = user;
-    if (s->n < 4096) { s->t[s->n] = now(); s->loss[s->n] = loss; s->step[s->n] = step; s->n++; }
-    s->hwm_z = status_kb("VmHWM");
-}
-
 static void write_seq(FILE *f, const edit_seq *s) {
     fprintf(f, "{\"lookup\": %d, \"ids\": ", s->lookup);
     json_ids(f, s->ids, s->n);
@@ -317,7 +304,8 @@ static int child_memit(const opts *o) {
     eo.n_templates = n_t;
     eo.stats = &so;
     steps_log *sl = calloc(1, sizeof *sl);
-    eo.on_step = on_step;
+    sl->track_hwm = 1; // the z optimisations' peak
+    eo.on_step = steps_log_on_step;
     eo.user = sl;
     ked_patch *p = NULL;
     ked_edit_info info;
@@ -340,7 +328,7 @@ static int child_memit(const opts *o) {
         printf("memit_phase_z_s %.3f (to the last step callback)\n", sl->t[sl->n - 1] - t0);
         printf("memit_phase_after_z_s %.3f (keys, cur, solves of %d layers)\n", t1 - sl->t[sl->n - 1],
                hp.n_layers);
-        printf("memit_peak_rss_at_last_z_step_mb %.1f\n", mb(sl->hwm_z));
+        printf("memit_peak_rss_at_last_z_step_mb %.1f\n", mb(sl->hwm));
         int k = 0;
         while (k + 1 < sl->n && sl->step[k + 1] > sl->step[k]) k++;
         printf("memit_req0_steps %d\nmemit_req0_loss_first %.4f\nmemit_req0_loss_last %.4f\n", k + 1,

@@ -1,6 +1,7 @@
 // bench_util.h: what the benchmark programs share: clocks, the load average, /proc/self/status,
-// medians, and the random GPT-2-small checkpoint that bench_model, bench_edit and bench_memit
-// measure (written once into a directory, reused when a model of that shape is there).
+// medians, per-step timestamps of an edit (bench_edit, bench_memit), and the random GPT-2-small
+// checkpoint that bench_model, bench_edit and bench_memit measure (written once into a directory,
+// reused when a model of that shape is there).
 // Define BENCH_NAME (the program's name, for error messages) before including it.
 #ifndef KED_BENCH_UTIL_H
 #define KED_BENCH_UTIL_H
@@ -70,6 +71,26 @@ static inline double median(const double *t, int n) {
     memcpy(s, t, sizeof(double) * (size_t)n);
     qsort(s, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+// ---- per-step timestamps of an edit ------------------------------------------------------------
+
+// steps_log_on_step is a ked_edit_opts.on_step (user: a steps_log), called after each step's
+// forward and loss: it records the time, the loss and the step of the first STEPS_LOG_MAX calls
+// and, with track_hwm set, VmHWM at the last call (MEMIT: the z optimisations' peak)
+enum { STEPS_LOG_MAX = 4096 };
+typedef struct {
+    double t[STEPS_LOG_MAX];
+    float loss[STEPS_LOG_MAX];
+    int step[STEPS_LOG_MAX];
+    int n;
+    int track_hwm; // read /proc/self/status at each call
+    long hwm;      // VmHWM at the last call, when track_hwm
+} steps_log;
+static inline void steps_log_on_step(int step, float loss, void *user) {
+    steps_log *s = user;
+    if (s->n < STEPS_LOG_MAX) { s->t[s->n] = now(); s->loss[s->n] = loss; s->step[s->n] = step; s->n++; }
+    if (s->track_hwm) s->hwm = status_kb("VmHWM");
 }
 
 // ---- a random GPT-2-small checkpoint ------------------------------------------------------------
