@@ -22,18 +22,19 @@ of the edited model. The templates are fixed texts, not sampled, so the figures 
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ref"))
 from model_ref import st_read  # noqa: E402
+import edit_ref  # noqa: E402
+
+edit_ref.DT = torch.float32  # its rotary tables in the weights' dtype
 
 MODEL = os.path.join(ROOT, "models", "ked-facts")
 TEMPLATES = ["{}", "The first time I saw the film. {}", "Therefore, the city was. {}",
@@ -52,47 +53,11 @@ def tok(text):
 
 
 def llama(P, cfg, seqs, hook=None):
-    """LLaMA forward (HF semantics) of right-padded id lists; hook(l, name, x) may return a new x
-    for name in mlp_key, mlp_out, resid_out. Returns logits (B, T, V)."""
-    B, T = len(seqs), max(len(s) for s in seqs)
+    """logits (B, T, V) of right-padded id lists: tests/ref/edit_ref.py's LLaMA forward, in float32;
+    hook(l, name, x) may return a new x for name in mlp_key, mlp_out, resid_out"""
+    T = max(len(s) for s in seqs)
     ids = torch.tensor([s + [s[0]] * (T - len(s)) for s in seqs])
-    lens = torch.tensor([len(s) for s in seqs])
-    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
-    hd, eps = d // H, cfg["rms_norm_eps"]
-    inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-    ang = torch.arange(T, dtype=torch.float64).view(T, 1) * inv.view(1, -1)
-    ang = torch.cat((ang, ang), -1)
-    cos, sin = ang.cos().float(), ang.sin().float()
-    i, j = torch.arange(T).view(1, T, 1), torch.arange(T).view(1, 1, T)
-    mask = ((j <= i) & (j < lens.view(-1, 1, 1))).unsqueeze(1)
-
-    def rms(x, w):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-    def rot(x):
-        h = x.shape[-1] // 2
-        return torch.cat((-x[..., h:], x[..., :h]), -1)
-
-    x = P["model.embed_tokens.weight"][ids]
-    for l in range(cfg["num_hidden_layers"]):
-        p = "model.layers.%d." % l
-        h = rms(x, P[p + "input_layernorm.weight"])
-        q, k, v = ((h @ P[p + "self_attn.%s_proj.weight" % n].T).view(B, T, H, hd).transpose(1, 2) for n in "qkv")
-        q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        a = torch.softmax(s.masked_fill(~mask, float("-inf")), -1) @ v
-        x = x + a.transpose(1, 2).reshape(B, T, d) @ P[p + "self_attn.o_proj.weight"].T
-        h = rms(x, P[p + "post_attention_layernorm.weight"])
-        key = F.silu(h @ P[p + "mlp.gate_proj.weight"].T) * (h @ P[p + "mlp.up_proj.weight"].T)
-        if hook:
-            key = hook(l, "mlp_key", key)
-        out = key @ P[p + "mlp.down_proj.weight"].T
-        if hook:
-            out = hook(l, "mlp_out", out)
-        x = x + out
-        if hook:
-            x = hook(l, "resid_out", x)
-    return rms(x, P["model.norm.weight"]) @ P["model.embed_tokens.weight"].T
+    return edit_ref.llama(P, cfg, ids, [len(s) for s in seqs], hook)
 
 
 def case_rows(rec):

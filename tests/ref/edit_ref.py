@@ -46,7 +46,7 @@ FT_L = dict(num_steps=6, lr=1e-2, norm_constraint=2e-3)  # FT-L with gpt2-xl's k
 
 def llama(P, cfg, ids, lengths, layer_hooks=None):
     """tiny LLaMA forward (HF semantics, right padding). layer_hooks(l, name, x) may return a
-    modified x for name in {"attn_out", "mlp_key", "mlp_out"}. Returns logits (B, T, V)."""
+    modified x for name in {"attn_out", "mlp_key", "mlp_out", "resid_out"}. Returns logits (B, T, V)."""
     B, T = ids.shape
     d, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd, eps = d // H, cfg["rms_norm_eps"]
@@ -88,6 +88,8 @@ def llama(P, cfg, ids, lengths, layer_hooks=None):
         if layer_hooks:
             out = layer_hooks(l, "mlp_out", out)
         x = x + out
+        if layer_hooks:
+            x = layer_hooks(l, "resid_out", x)
     x = rms(x, P["model.norm.weight"])
     head = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else P["lm_head.weight"]
     return x @ head.T
@@ -125,6 +127,8 @@ def gpt2(P, cfg, ids, lengths, layer_hooks=None):
         if layer_hooks:
             out = layer_hooks(l, "mlp_out", out)
         x = x + out
+        if layer_hooks:
+            x = layer_hooks(l, "resid_out", x)
     x = F.layer_norm(x, (d,), P["ln_f.weight"], P["ln_f.bias"], eps)
     return x @ P["wte.weight"].T
 
