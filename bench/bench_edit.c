@@ -36,8 +36,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define BENCH_NAME "bench_edit"
 #include "bench_util.h"
@@ -252,17 +250,7 @@ int main(int argc, char **argv) {
         int na = 19;
         if (o.inputs) { args[na++] = "--inputs"; args[na++] = o.inputs; }
         args[na] = NULL;
-        pid_t pid = fork();
-        if (pid < 0) die("fork", NULL);
-        if (pid == 0) {
-            execv("/proc/self/exe", (char *const *)args);
-            _exit(127);
-        }
-        int ws = 0;
-        if (waitpid(pid, &ws, 0) < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws)) {
-            fprintf(stderr, "bench_edit: the %s child failed\n", ms[k]);
-            status = 1;
-        }
+        if (run_child(args, "bench_edit", ms[k])) status = 1;
     }
     return status;
 }

@@ -50,8 +50,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define BENCH_NAME "bench_memit"
 #include "bench_util.h"
@@ -570,18 +568,7 @@ int main(int argc, char **argv) {
         int na = 29;
         for (int i = 0; i < o.n_data; i++) { args[na++] = "--data"; args[na++] = o.data[i]; }
         args[na] = NULL;
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid < 0) die("fork", NULL);
-        if (pid == 0) {
-            execv("/proc/self/exe", (char *const *)args);
-            _exit(127);
-        }
-        int ws = 0;
-        if (waitpid(pid, &ws, 0) < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws)) {
-            fprintf(stderr, "bench_memit: the %s child failed\n", parts[k]);
-            status = 1;
-        }
+        if (run_child(args, "bench_memit", parts[k])) status = 1;
     }
     return status;
 }

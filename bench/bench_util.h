@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ked.h"
 #include "io/safetensors.h"
@@ -57,6 +59,25 @@ static inline long status_kb(const char *field) {
     fclose(f);
     return v;
 }
+// runs this program again with args (args[0] its name, NULL-terminated) in a child process, so
+// that each part of a benchmark has its own peak RSS; 0 when the child exits 0, else 1 (said on
+// stderr with prog and what)
+static inline int run_child(const char *const *args, const char *prog, const char *what) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork", NULL);
+    if (pid == 0) {
+        execv("/proc/self/exe", (char *const *)args);
+        _exit(127);
+    }
+    int ws = 0;
+    if (waitpid(pid, &ws, 0) < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws)) {
+        fprintf(stderr, "%s: the %s child failed\n", prog, what);
+        return 1;
+    }
+    return 0;
+}
+
 static inline double mb(long kb) { return kb * 1024.0 / 1e6; }
 
 static inline int cmp_double(const void *a, const void *b) {
