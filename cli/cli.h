@@ -14,6 +14,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 #define KED_COMMANDS(X)                                                                    \
     X(generate, "generate text from a prompt")                                             \
     X(inspect, "print a model's family, config, parameters, dtypes and memory")            \
+    X(convert, "copy a Hugging Face model directory with its weights in f32, f16 or bf16") \
     X(edit, "edit a fact in a model (rome, r-rome, ft-l, ft-m, memit, emmet, alphaedit)")    \
     X(eval, "evaluate an editing method on ZsRE/CounterFact/KnowEdit data as EasyEdit does") \
     X(tokenize, "print the token ids, pieces and byte offsets of a text")                  \

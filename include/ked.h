@@ -200,6 +200,31 @@ ked_dtype ked_model_file_dtype(const ked_model *m);
 // KED_BF16); they add up to ked_model_weight_bytes
 size_t ked_model_weight_bytes_dtype(const ked_model *m, ked_dtype dtype);
 
+// ---- converting a checkpoint directory (src/io/convert.c) --------------------------------------
+typedef struct {
+    int n_tensors;             // tensors written
+    int n_converted;           // of them, floating tensors whose dtype changed
+    size_t bytes_in, bytes_out; // tensor data read and written (the weights' size before and after)
+    int n_files;               // other files written: config.json and the tokenizer files
+} ked_convert_stats;
+// ked_checkpoint_convert: write into out_dir (created, with missing parents, when absent; an
+// existing directory's files of the same names are replaced) a copy of the Hugging Face model
+// directory in_dir whose floating-point tensors (F32, F16, BF16, F64) are stored as dtype
+// (KED_F32, KED_F16 or KED_BF16; narrowing rounds to nearest, ties to even, through f32 for
+// F64; a tensor already in dtype is copied bit for bit); other dtypes are copied verbatim. Tensor
+// order and __metadata__ are kept; the weights are one model.safetensors, or shards of at most
+// max_shard_bytes (0: no limit) and an index, as transformers writes them. config.json is written
+// with "torch_dtype" (and "dtype" when present) set to "float32", "float16" or "bfloat16" and its
+// other fields unchanged; tokenizer.json, tokenizer_config.json, tokenizer.model,
+// special_tokens_map.json, added_tokens.json, chat_template.jinja, generation_config.json,
+// vocab.json, merges.txt and tok*.bin are copied when present. Everything is read and validated
+// before anything is written; every file is written under a temporary name and renamed,
+// config.json last. The converted tensors are held in memory while writing (up to the output's
+// size; tensors already in dtype are read from the input's map). out_dir may not be in_dir (the
+// same directory by stat: KED_ERR_ARG). stats (may be NULL) is filled on success.
+ked_status ked_checkpoint_convert(const char *in_dir, const char *out_dir, ked_dtype dtype,
+                                  size_t max_shard_bytes, ked_convert_stats *stats, ked_error *err);
+
 // ---- parameters, named as in the family's Hugging Face checkpoints ------------------------------
 // Parameter tensors are addressed by their HF names and shown in the HF layout (GPT-2 Conv1D
 // (in, out); GPT-2's fused c_attn as one tensor), whatever ked holds internally. A llama2.c
