@@ -9,7 +9,8 @@ rome/compute_u.py, rome/compute_v.py, rome_main.py, ft/ft_main.py target_new bra
         each step a full forward of the 22 rows (templates + prompt + target[:-1], and
         "{subject} is a") through all 12 layers with logits at every position, log_softmax over
         all of them, nll + KL + weight decay, backward, Adam, clamp; k0, v0 from a full forward of
-        the bare prompt; right = (v* - v0) / (k0 . u); W += u right^T.
+        the bare prompt; right = (v* - v0) / (k0 . u); W += u right^T. (v_star, the v* loop, is
+        also ref_memit_torch.py's compute_z, on the block's output with its own loss logits.)
   FT-M: Adam (lr 5e-4) on h.0.mlp.c_proj's weight and bias (EasyEdit's substring match), 25
         steps, each a full forward of prompt + target with every logit, shifted cross-entropy on
         the target positions, backward, step, clamp to w0 +- 5e-4 (norm_constraint).
@@ -79,6 +80,14 @@ def st_read(path):
         t = torch.frombuffer(buf, dtype=torch.float32, count=(b - a) // 4, offset=base + a)
         out[name[len("transformer."):] if name.startswith("transformer.") else name] = t.view(info["shape"])
     return out, buf
+
+
+def load_weights(d):
+    """the model directory d as ked reads it: (its weights (st_read), its config.json); the tensors
+    keep the file's buffer alive (torch.frombuffer holds a reference)"""
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    P, _ = st_read(os.path.join(d, "model.safetensors"))
+    return P, cfg
 
 
 # ---------------------------------------------------------------------------- GPT-2 (HF semantics)
@@ -166,27 +175,36 @@ def reprs_at(model, seqs, lookups, layer, names):
     return [got[n] for n in names]
 
 
-def compute_v(model, inp, hp):
-    layer = hp["layer"]
-    target = inp["target_ids"]
+def v_star(model, req, hp, layer, module, loss_logits=None):
+    """the v* optimisation that EasyEdit's rome/compute_v.py and memit/compute_z.py share
+    (easyedit-reference.md 2.0), for req (bench_edit's / bench_memit's inputs: ctx, kl, target_ids):
+    delta added to the output of `module` of `layer` (ROME: "mlp_out", mlp_module_tmp; MEMIT:
+    "block_out", layer_module_tmp) at every row's lookup token, target_init the bare prompt's
+    output there; each step a full forward of the rows (templates + prompt + target[:-1], and
+    "{subject} is a") with the model's logits at every position (the KL term reads the KL row),
+    the nll over log_softmax(loss_logits(logits, last, n_rewriting)) (last: the last block's
+    output before ln_f; default: the model's logits, every row, as ROME reads them), nll + KL +
+    weight decay, backward, Adam (v_lr), clamp (clamp_norm_factor). Returns v* = target_init +
+    delta, the losses and each loss's perf_counter stamp."""
+    target = req["target_ids"]
     target_ids = torch.tensor(target)
-    rewriting = [c["ids"] + target[:-1] for c in inp["ctx"]]
-    kl_prompts = [inp["kl"]["ids"]]
+    rewriting = [c["ids"] + target[:-1] for c in req["ctx"]]
+    kl_prompts = [req["kl"]["ids"]]
     all_seqs = rewriting + kl_prompts
     ids, mask = pad(all_seqs)
     rewriting_targets = torch.tensor(-100).repeat(len(rewriting), ids.shape[1])
     for i in range(len(rewriting)):
         ex_len = int(mask[i].sum())
         rewriting_targets[i, ex_len - len(target):ex_len] = target_ids
-    lookup_idxs = [c["lookup"] for c in inp["ctx"]] + [inp["kl"]["lookup"]]
+    lookup_idxs = [c["lookup"] for c in req["ctx"]] + [req["kl"]["lookup"]]
     delta = torch.zeros((model.C,), requires_grad=True)
     state = {"target_init": None, "kl_init": None}
 
     def edit_output_fn(l, nm, cur_out):
-        if l == layer and nm == "mlp_out":
+        if l == layer and nm == module:
             if state["target_init"] is None:
                 state["target_init"] = cur_out[0, lookup_idxs[0]].detach().clone()
-            for i, idx in enumerate(lookup_idxs):
+            for i, idx in enumerate(lookup_idxs):  # in place, as EasyEdit: both outputs are fresh tensors
                 cur_out[i, idx, :] += delta
         return cur_out
 
@@ -194,13 +212,14 @@ def compute_v(model, inp, hp):
     losses, stamps = [], []
     for it in range(hp["v_num_grad_steps"]):
         opt.zero_grad()
-        logits = model.forward(ids, mask, edit_output_fn)
+        logits, last = model.forward(ids, mask, edit_output_fn, with_last=True)
         kl_logits = torch.stack([logits[i - len(kl_prompts), idx, :]
                                  for i, idx in enumerate(lookup_idxs[-len(kl_prompts):])], dim=0)
         kl_log_probs = F.log_softmax(kl_logits, dim=1)
         if state["kl_init"] is None:
             state["kl_init"] = kl_log_probs.detach().clone()
-        log_probs = torch.log_softmax(logits, dim=2)
+        log_probs = torch.log_softmax(loss_logits(logits, last, len(rewriting)) if loss_logits else logits,
+                                      dim=2)
         loss = torch.gather(log_probs, 2, torch.where(rewriting_targets != -100, rewriting_targets,
                                                       0).unsqueeze(2)).squeeze(2)
         m = (rewriting_targets != -100).float()
@@ -223,6 +242,11 @@ def compute_v(model, inp, hp):
             with torch.no_grad():
                 delta[...] = delta * max_norm / delta.norm()
     return state["target_init"] + delta.detach(), losses, stamps
+
+
+def compute_v(model, inp, hp):
+    """EasyEdit rome/compute_v.py: v* on h.layer.mlp's output, the loss on the model's logits"""
+    return v_star(model, inp, hp, hp["layer"], "mlp_out")
 
 
 def rome_edit(model, inp, hp):
@@ -305,8 +329,7 @@ def child(a):
     torch.set_num_threads(a.threads)
     rss0 = status_kb("VmRSS")
     t0 = time.perf_counter()
-    cfg = json.load(open(os.path.join(a.dir, "config.json")))
-    P, buf = st_read(os.path.join(a.dir, "model.safetensors"))
+    P, cfg = load_weights(a.dir)
     load_s = time.perf_counter() - t0
     wbytes = sum(t.numel() * 4 for t in P.values())
     hwm_load = status_kb("VmHWM")

@@ -45,74 +45,27 @@ try:
     import torch
     import torch.nn.functional as F
     import numpy as np
-    from ref_edit_torch import GPT2, st_read, loadavg, status_kb, pad
+    from ref_edit_torch import GPT2, load_weights, loadavg, status_kb, pad, v_star
 except ImportError:
     print("pytorch: not installed")
     sys.exit(0)
 
 
 def compute_z(model, req, hp, z_layer):
-    """EasyEdit memit/compute_z.py"""
+    """EasyEdit memit/compute_z.py: v* (ref_edit_torch.v_star, ROME's loop) on block z_layer's
+    output, the nll on the loss layer's logits: log_softmax(ln_f(h_11) @ wte^T + 0) of the
+    template rows only (the KL term still reads the model's logits)"""
     P = model.P
-    target = req["target_ids"]
-    target_ids = torch.tensor(target)
-    rewriting = [c["ids"] + target[:-1] for c in req["ctx"]]
-    kl_prompts = [req["kl"]["ids"]]
-    ids, mask = pad(rewriting + kl_prompts)
-    rewriting_targets = torch.tensor(-100).repeat(len(rewriting), ids.shape[1])
-    for i in range(len(rewriting)):
-        ex_len = int(mask[i].sum())
-        rewriting_targets[i, ex_len - len(target):ex_len] = target_ids
-    lookup_idxs = [c["lookup"] for c in req["ctx"]] + [req["kl"]["lookup"]]
-    delta = torch.zeros((model.C,), requires_grad=True)
-    st = {"target_init": None, "kl_init": None}
-
-    def edit_output_fn(l, cur_out):
-        if l != z_layer:
-            return cur_out
-        if st["target_init"] is None:
-            st["target_init"] = cur_out[0, lookup_idxs[0]].detach().clone()
-        cur_out = cur_out.clone()  # (HF's block output is a fresh tensor; editing it in place is fine there)
-        for i, idx in enumerate(lookup_idxs):
-            cur_out[i, idx, :] += delta
-        return cur_out
-
-    opt = torch.optim.Adam([delta], lr=hp["v_lr"])
     lm_w = P["wte.weight"].T
     lm_b = torch.zeros(lm_w.shape[1])
-    losses = []
-    for it in range(hp["v_num_grad_steps"]):
-        opt.zero_grad()
-        logits, last = model.forward(ids, mask, lambda l, name, x: edit_output_fn(l, x)
-                                     if name == "block_out" else x, with_last=True)
-        kl_logits = torch.stack([logits[i - len(kl_prompts), idx, :]
-                                 for i, idx in enumerate(lookup_idxs[-len(kl_prompts):])], dim=0)
-        kl_log_probs = F.log_softmax(kl_logits, dim=1)
-        if st["kl_init"] is None:
-            st["kl_init"] = kl_log_probs.detach().clone()
-        full_repr = last[:len(rewriting)]
+
+    def loss_logits(logits, last, n_rewriting):
+        full_repr = last[:n_rewriting]
         ln_f = F.layer_norm(full_repr, (model.C,), P["ln_f.weight"], P["ln_f.bias"], model.eps)
-        log_probs = torch.log_softmax(ln_f @ lm_w + lm_b, dim=2)
-        loss = torch.gather(log_probs, 2, torch.where(rewriting_targets != -100, rewriting_targets,
-                                                      0).unsqueeze(2)).squeeze(2)
-        m = (rewriting_targets != -100).float()
-        nll_loss = (-(loss * m).sum(1) / target_ids.size(0)).mean()
-        kl_loss = hp["kl_factor"] * F.kl_div(st["kl_init"], kl_log_probs, log_target=True,
-                                             reduction="batchmean")
-        weight_decay = hp["v_weight_decay"] * (torch.norm(delta) / torch.norm(st["target_init"]) ** 2)
-        loss = nll_loss + kl_loss + weight_decay
-        losses.append(loss.item())
-        if loss < 5e-2:
-            break
-        if it == hp["v_num_grad_steps"] - 1:
-            break
-        loss.backward()
-        opt.step()
-        max_norm = hp["clamp_norm_factor"] * st["target_init"].norm()
-        if delta.norm() > max_norm:
-            with torch.no_grad():
-                delta[...] = delta * max_norm / delta.norm()
-    return st["target_init"] + delta.detach(), losses
+        return ln_f @ lm_w + lm_b
+
+    z, losses, _ = v_star(model, req, hp, z_layer, "block_out", loss_logits)
+    return z, losses
 
 
 def reprs_at(model, seqs, lookups, layer, what):
@@ -168,8 +121,7 @@ def main():
     torch.set_num_threads(a.threads)
     key = "torch_memit"
     t0 = time.perf_counter()
-    cfg = json.load(open(os.path.join(a.dir, "config.json")))
-    P, buf = st_read(os.path.join(a.dir, "model.safetensors"))
+    P, cfg = load_weights(a.dir)
     wbytes = sum(t.numel() * 4 for t in P.values())
     model = GPT2(P, cfg)
     inp = json.load(open(a.inputs))

@@ -32,7 +32,7 @@ try:
     import torch
     import torch.nn.functional as F
     import numpy as np
-    from ref_edit_torch import GPT2, st_read, loadavg, status_kb
+    from ref_edit_torch import GPT2, load_weights, loadavg, status_kb
 except ImportError:
     print("pytorch: not installed")
     sys.exit(0)
@@ -90,8 +90,7 @@ def main():
     torch.set_num_threads(a.threads)
     key = "torch_stats"
     t0 = time.perf_counter()
-    cfg = json.load(open(os.path.join(a.dir, "config.json")))
-    P, buf = st_read(os.path.join(a.dir, "model.safetensors"))
+    P, cfg = load_weights(a.dir)
     model = GPT2(P, cfg)
     inp = json.load(open(a.ids))
     docs, layers = inp["docs"], inp["layers"]
