@@ -1,6 +1,6 @@
 // bench_train.c: training throughput of `ked train` (the full step: packed batch, forward,
 // cross-entropy, backward, global-norm clipping, AdamW) on the ked-facts shape (LLaMA, 4 layers,
-// d_model 256, d_ff 512, vocab 4096, tied head; B x T = 16 x 128), from a fresh random init on a
+// d_model 256, d_ff 1792, vocab 4096, tied head; B x T = 16 x 128), from a fresh random init on a
 // synthetic corpus. Reports tokens/s and model GFLOP/s (6 N FLOPs per token, N the parameters
 // of the matrix products: attention scores excluded) and their share of the sgemm peak measured
 // in the same process with the same threads (cblas_sgemm 1024 x 3072 x 768, best of several).
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     ked_bpe_opts bo = ked_bpe_defaults();
     if (ked_bpe_train(files, 1, &bo, tok, &err)) { fprintf(stderr, "bench_train: %s\n", err.msg); return 1; }
     ked_init_opts io = ked_init_defaults();
-    io.d_ff = 512;
+    io.d_ff = 1792;
     if (ked_model_init_write(init, &io, &err)) { fprintf(stderr, "bench_train: %s\n", err.msg); return 1; }
     ked_model *m = NULL;
     if (ked_model_load(init, &m, &err)) { fprintf(stderr, "bench_train: %s\n", err.msg); return 1; }
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     double tps = tokens / (t.t_end - t.t_warm);
     double gflops = 6.0 * n_params * tps * 1e-9;
     double peak = sgemm_peak();
-    printf("train_shape llama L4 d256 ff512 V4096 tied, B16 T128\n");
+    printf("train_shape llama L4 d256 ff1792 V4096 tied, B16 T128\n");
     printf("train_threads %d\n", threads);
     printf("train_params %.0f\n", n_params);
     printf("train_steps_timed %ld\n", t.step - t.warm_step);

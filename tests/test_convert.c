@@ -1,5 +1,7 @@
 // test_convert.c: ked_checkpoint_convert (src/io/convert.c) and `ked convert`.
-//  - models/ked-facts (f32 weights that are neither f16- nor bf16-exact) to f16 (one file) and
+//  - a fresh f32 LLaMA of the first ked-facts' shape (ked_model_init_write: 4 layers, d_model 256,
+//    d_ff 512, tied; random weights, neither f16- nor bf16-exact; models/ked-facts' tokenizer
+//    files, a README.md and a manifest.jsonl beside them) to f16 (one file) and
 //    bf16 (three shards of at most 3 MB): the same tensors in the same order and shapes, every
 //    value ked_f32_to_f16 / ked_f32_to_bf16 of the source's, __metadata__ kept in every shard;
 //    f16 back to f32: exactly the f16 values widened; f16 to f16: bit-identical, none converted;
@@ -7,7 +9,7 @@
 //    tokenizer files byte-identical, README.md and manifest.jsonl not copied. Loaded with
 //    ked_model_load: the file dtype is F16 / BF16 / F32 and the logits of a prompt are within
 //    0.3% (f16) / 3% (bf16) of the f32 model's logit scale, with the same next token (measured:
-//    0.043% and 0.32%); the f32 copy of the f16 copy gives the f16 copy's logits exactly.
+//    0.059% and 0.52%); the f32 copy of the f16 copy gives the f16 copy's logits exactly.
 //  - models/TinyStories-656K (a tied head through a __metadata__ alias; generation and special-
 //    token files; its f32 weights are bf16-exact): an f16 copy in shards computes the same
 //    logits bit for bit; config.json's numbers keep their short form (1e-6, 10000.0).
@@ -28,10 +30,12 @@
 #include "ked.h"
 #include "io/safetensors.h"
 
-#define KF "models/ked-facts"
+#define KF kfsrc // the f32 source, written by main (models/ked-facts itself is f16)
+#define KF_TOK "models/ked-facts"
 #define TS "models/TinyStories-656K"
 
 static char root[256];
+static char kfsrc[300];
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb; (void)flag; (void)ftw;
@@ -389,8 +393,24 @@ int main(void) {
     ked_error err;
     ked_convert_stats cs = {0};
 
-    // ked-facts (f32 weights that are not bf16- or f16-exact): values, config, files, logits
-    printf("models/ked-facts\n");
+    // an f32 model (random weights: not bf16- or f16-exact): values, config, files, logits
+    printf("a fresh f32 LLaMA with models/ked-facts' tokenizer\n");
+    snprintf(kfsrc, sizeof kfsrc, "%s/kf-f32src", root);
+    ked_init_opts io = ked_init_defaults();
+    io.d_ff = 512;
+    io.bos_id = io.eos_id = 0;
+    CHECK_OK(ked_model_init_write(kfsrc, &io, &err), &err);
+    const char *src_files[] = {"tokenizer.json", "tokenizer_config.json", "README.md", "manifest.jsonl"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", KF_TOK, src_files[i]);
+        snprintf(b, sizeof b, "%s/%s", kfsrc, src_files[i]);
+        char *t = test_slurp(a);
+        FILE *f = fopen(b, "wb");
+        CHECK(t && f, "copying %s to %s", a, b);
+        if (t && f) fputs(t, f);
+        if (f) fclose(f);
+        free(t);
+    }
     CHECK_OK(ked_checkpoint_convert(KF, kf16, KED_F16, 0, &cs, &err), &err);
     CHECK(cs.n_tensors == 38 && cs.n_converted == 38 && cs.bytes_in == 14689280 &&
           cs.bytes_out == 7344640 && cs.n_files == 3, "f16: %d tensors, %d converted, %zu -> %zu "

@@ -3,27 +3,27 @@
 // the built-in fact model models/ked-facts, with ked's model-derived defaults (docs/editing.md):
 //  - the records: CounterFact records of data/counterfact_portability_gpt4.json (the model's
 //    training source) whose fact the model knows: greedy first token of " " + target_true after
-//    the record's prompt (tools/kf_eval.h, as tests/test_ked_facts.c counts: 965 of 1031), in
+//    the record's prompt (tools/kf_eval.h, as tests/test_ked_facts.c counts: 994 of 1031), in
 //    file order; the first 200 are tests/data/eval/counterfact_kedfacts_known200.json (checked
 //    equal here; KF_WRITE=1 rewrites it);
 //  - statistics: the first 100000 tokens of the model's own training text
 //    (data/kedfacts_text_100k.txt: the head of the corpus `make ked-facts` trains on, fact
-//    sentences and WikiText-2 lines), cached in $BUILD/tests/kf_cache (computed on the first run,
-//    about 30 s of CPU). MEMIT's C stands for the keys the model has learned (EasyEdit computes it
-//    on Wikipedia for GPT-2/GPT-J, which were trained on such text); WikiText-2 alone leaves out
-//    the relation phrases of the fact sentences, and the update then moves the keys of the prompt's
-//    tokens after the subject (docs/editing.md: the measurement);
-//  - MEMIT, one batch of 20 edits through ked_eval_run (`ked eval --batch 20`) at layer 0 with
-//    lambda = 0.5 x d_ff: ROME's efficacy and neighbourhood scores (src/eval/quality.c), checked
-//    against issue 7's target (efficacy >= 90 with neighbourhood >= 80); the same batch with
-//    WikiText-2 statistics is printed beside it (with a floor under its measured figures);
+//    sentences and WikiText-2 lines), cached in $BUILD/tests/kf_cache (computed on the first run).
+//    MEMIT's C stands for the keys the model has learned (EasyEdit computes it on Wikipedia for
+//    GPT-2/GPT-J, which were trained on such text); WikiText-2 alone leaves out the relation
+//    phrases of the fact sentences (docs/editing.md: the measurement on the d_ff-512 model);
+//  - this model's setting (tests/data/eval/MEMIT-kedfacts.yaml, AlphaEdit-kedfacts.yaml): layer
+//    0, 80 v* steps; MEMIT lambda = 0.5 x d_ff; AlphaEdit's null space below 1% of C's largest
+//    eigenvalue and L2 = 300 x its mean eigenvalue (docs/editing.md: the sweep);
+//  - MEMIT, one batch of 20 edits through ked_eval_run (`ked eval --batch 20`): ROME's efficacy
+//    and neighbourhood scores (src/eval/quality.c), checked against issue 7's target (efficacy
+//    >= 90 with neighbourhood >= 80), with the training text's statistics and with WikiText-2's;
 //  - AlphaEdit, 200 sequential edits in batches of 20 (cache_c carried by the editor): the first
 //    batch's rewrite_acc (EasyEdit's teacher-forced token accuracy of target_new) right after it
-//    and after the last batch; MEMIT's same figures with KF_MEMIT_SEQ=1 (docs/results.md has
-//    both from `ked eval --sequential --batch 20`).
-// Issue 7 asks, for AlphaEdit, >= 0.9 right after and >= 0.8 of that after 200 edits. This
-// 4-layer, 512-wide model does not reach that with any setting measured (docs/editing.md: the
-// sweep); the check is a floor under the measured figure and the target is printed beside it.
+//    and after the last batch: issue 7's >= 0.9 right after is checked; its >= 0.8 of that after
+//    the last batch is not reached on this model (0.69, docs/editing.md), and floors are checked;
+//    MEMIT's same figures with KF_MEMIT_SEQ=1 (docs/results.md has both from `ked eval
+//    --sequential --batch 20`).
 // Knobs for measuring (not for CI): KF_N (edits in the sequential runs), KF_B (MEMIT's batch in
 // the sequential run), KF_MEMIT_N (cases of the MEMIT run, in batches of 20, each rolled back),
 // KF_LAYERS ("0,1"), KF_LAMBDA, KF_THR, KF_L2, KF_STEPS, KF_WD, KF_CLAMP, KF_STATS_TOKENS,
@@ -71,14 +71,15 @@ static void apply_knobs(ked_hparams *hp) {
     if ((v = getenv("KF_CLAMP"))) hp->clamp_norm_factor = (float)atof(v);
 }
 
-// this model's setting (docs/editing.md, the sweeps): layer 0; MEMIT's lambda 0.5 x d_ff;
-// AlphaEdit's null space below 1% of C's largest eigenvalue, L2 100 x its mean eigenvalue
+// this model's setting (docs/editing.md, the sweeps): layer 0, 80 v* steps; MEMIT's lambda
+// 0.5 x d_ff; AlphaEdit's null space below 1% of C's largest eigenvalue, L2 300 x its mean eigenvalue
 static void model_setting(ked_hparams *hp) {
     hp->n_layers = 1;
     hp->layers[0] = 0;
+    hp->v_num_grad_steps = 80;
     hp->mom2_update_weight = 0.5f * (float)ked_model_config(m)->d_ff;
     hp->nullspace_threshold = -0.01f;
-    hp->L2 = -100.0f;
+    hp->L2 = -300.0f;
 }
 
 // mean rewrite_acc (EasyEdit's teacher-forced accuracy of target_new) of cases s..e-1
@@ -227,11 +228,11 @@ int main(void) {
            so.corpus);
 
     // ---- MEMIT, one batch of 20: ROME's CounterFact scores through ked eval, with the statistics
-    // of the training text (issue 7's target) and of WikiText-2 alone (printed, floored)
+    // of the training text and of WikiText-2 alone (issue 7 names WikiText-2); target for both
     if (!strchr(skip, 'm')) {
         ked_eval_summary s;
         memit_batch(d, &hp, &so, build, "train", &s);
-        printf("  issue 7 asks: efficacy score >= 90 with neighbourhood >= 80 (measured 95 / 93)\n");
+        printf("  issue 7 asks: efficacy score >= 90 with neighbourhood >= 80 (measured 100 / 97.5)\n");
         CHECK(s.post.es.mean >= 90, "MEMIT efficacy score %.1f < 90", s.post.es.mean);
         CHECK(s.post.ns.mean >= 80, "MEMIT neighbourhood score %.1f < 80", s.post.ns.mean);
     }
@@ -240,12 +241,10 @@ int main(void) {
         wo.corpus = WIKITEXT;
         ked_eval_summary s;
         memit_batch(d, &hp, &wo, build, "wikitext", &s);
-        printf("  with WikiText-2 statistics the same batch gets %.1f / %.1f (measured 80 / 89.5: the keys of "
-               "the prompts' relation words are missing from C)\n", s.post.es.mean, s.post.ns.mean);
-        CHECK(s.post.es.mean >= 70, "MEMIT (WikiText-2 statistics) efficacy score %.1f < 70 (measured 80)",
-              s.post.es.mean);
-        CHECK(s.post.ns.mean >= 80, "MEMIT (WikiText-2 statistics) neighbourhood score %.1f < 80 (measured 89.5)",
-              s.post.ns.mean);
+        printf("  issue 7 asks (statistics from WikiText-2): efficacy score >= 90 with neighbourhood >= 80 "
+               "(measured 100 / 96)\n");
+        CHECK(s.post.es.mean >= 90, "MEMIT (WikiText-2 statistics) efficacy score %.1f < 90", s.post.es.mean);
+        CHECK(s.post.ns.mean >= 80, "MEMIT (WikiText-2 statistics) neighbourhood score %.1f < 80", s.post.ns.mean);
     }
     // ---- 200 sequential edits in batches of 20: AlphaEdit, and MEMIT beside it
     double af = 0, al = 0, aa = 0, mf = 0, ml = 0, ma = 0;
@@ -255,14 +254,14 @@ int main(void) {
         printf("  alphaedit, %d edits in batches of 20 (null space %d of %d): first batch %.3f right after, %.3f after "
                "the last (ratio %.2f); all %d: %.3f\n", N, nd, ked_model_config(m)->d_ff, af, al, af > 0 ? al / af : 0, N,
                aa);
-        printf("  issue 7 asks: >= 0.9 right after, >= 0.8 of that after the last batch (not reached, "
-               "docs/editing.md)\n");
-        // measured: 0.527 right after, 0.250 after the tenth batch, 0.270 over all 200 (the first
-        // batch's figure swings 0.10-0.32 from batch to batch: the floors are on the first
-        // figure and on the mean over all 200)
-        CHECK(af >= 0.4, "AlphaEdit: first batch's rewrite_acc %.3f < 0.4 (measured 0.527)", af);
-        CHECK(N < 200 || aa >= 0.15, "AlphaEdit: mean rewrite_acc of the 200 after the last batch %.3f < 0.15 "
-              "(measured 0.270)", aa);
+        printf("  issue 7 asks: >= 0.9 right after (checked), >= 0.8 of that after the last batch (not reached: "
+               "measured 0.973 -> 0.670, ratio 0.69; docs/editing.md)\n");
+        CHECK(af >= 0.9, "AlphaEdit: first batch's rewrite_acc %.3f < 0.9 (measured 0.973)", af);
+        // floors under the measured retention (0.670 after the tenth batch; 0.780 over all 200)
+        CHECK(N < 200 || al >= 0.55, "AlphaEdit: first batch's rewrite_acc after %d edits %.3f < 0.55 (measured "
+              "0.670)", N, al);
+        CHECK(N < 200 || aa >= 0.65, "AlphaEdit: mean rewrite_acc of the 200 after the last batch %.3f < 0.65 "
+              "(measured 0.780)", aa);
     }
     if (getenv("KF_MEMIT_SEQ")) {
         sequential(d, "memit", N, getenv("KF_B") ? atoi(getenv("KF_B")) : 20, &mf, &ml, &ma, &nd2);

@@ -3,7 +3,8 @@
 // first target token of the 1031 CounterFact record prompts, and of the paraphrase prompts of
 // the held-out records (whose paraphrase wordings were never trained with their subject), on
 // the committed manifest. Also checks the manifest's split (at least 500 held out) and the
-// model's size (at most 16 MB). The committed model measures 93.60% and 81.01% (its README).
+// model's size (at most 16 MB: d_ff 1792 stored as f16). The committed model measures 96.41% and
+// 89.63% (its README).
 #include <sys/stat.h>
 
 #include "../tools/kf_eval.h"
