@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int test_checks_, test_failures_;
 
@@ -29,6 +30,19 @@ static int test_checks_, test_failures_;
         int st_ = (int)(expr);                                                      \
         CHECK(st_ == 0, "%s", (err)->msg);                                          \
     } while (0)
+
+// test_run: run a shell command with its stdout and stderr captured into out (cap bytes,
+// NUL-terminated; the rest is dropped); returns its exit status, -1 when it did not run or exit
+static inline int test_run(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 // a whole file as a NUL-terminated malloc'd string; NULL when it cannot be read
 static inline char *test_slurp(const char *path) {

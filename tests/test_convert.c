@@ -320,27 +320,16 @@ static void test_errors(void) {
     CHECK(!exists(path), "%s: written into the input", path);
 }
 
-static int run_cli(const char *cmd, char *out, size_t cap) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_cli(void) {
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
     char cmd[1200], out[8192];
     snprintf(cmd, sizeof cmd, "%s/ked convert --model %s --out %s/cli --dtype f8", build, TS, root);
-    int rc = run_cli(cmd, out, sizeof out);
+    int rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 2 && strstr(out, "--dtype 'f8'"), "rc %d: %s", rc, out);
     snprintf(cmd, sizeof cmd,
              "%s/ked convert --model %s --out %s/cli --dtype bf16 --max-shard 1MiB", build, TS,
              root);
-    rc = run_cli(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "20 of 20 tensors converted to BF16, 2624000 -> 1312000 bytes"),
           "rc %d: %s", rc, out);
 }

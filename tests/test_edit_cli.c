@@ -11,18 +11,6 @@
 
 static char ked[512];
 
-// run a shell command, capture its stdout+stderr into out (cap bytes); returns the exit status
-static int run(const char *cmd, char *out, size_t cap) {
-    char full[4096];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static float *weights(const char *dir, size_t *n) {
     ked_error err;
     ked_model *m = NULL;
@@ -69,21 +57,21 @@ int main(void) {
 
     // 0. ked hparams: the defaults derived from the model, an EasyEdit file, and errors
     snprintf(cmd, sizeof cmd, "%s hparams --model models/stories260K --method rome", ked);
-    CHECK(run(cmd, out, sizeof out) == 0, "ked hparams: %s", out);
+    CHECK(test_run(cmd, out, sizeof out) == 0, "ked hparams: %s", out);
     CHECK(strstr(out, "source   defaults") && strstr(out, "layers   1") &&
           strstr(out, "v_num_grad_steps 40"), "ked hparams defaults: %s", out);
     snprintf(cmd, sizeof cmd, "%s hparams --model models/TinyStories-656K --hparams "
              "tests/data/hparams/ROME-llama-7b.yaml", ked);
-    CHECK(run(cmd, out, sizeof out) == 1 && strstr(out, "line 5") && strstr(out, "layer 5"),
+    CHECK(test_run(cmd, out, sizeof out) == 1 && strstr(out, "line 5") && strstr(out, "layer 5"),
           "ked hparams with a layer the model lacks: %s", out);
     snprintf(cmd, sizeof cmd, "%s hparams --model models/stories260K --method bogus", ked);
-    CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "unknown method 'bogus'"),
+    CHECK(test_run(cmd, out, sizeof out) == 2 && strstr(out, "unknown method 'bogus'"),
           "ked hparams with an unknown method: %s", out);
 
     // 1. ROME, the patch file and an edited directory
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --method rome %s "
              "--patch build/tests/cli_sue.safetensors --out %s", ked, req, d1);
-    int rc = run(cmd, out, sizeof out);
+    int rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0, "ked edit exited %d:\n%s", rc, out);
     CHECK(strstr(out, "after    Once upon a time, there was a little girl named Sue"),
           "no Sue after the edit:\n%s", out);
@@ -93,45 +81,45 @@ int main(void) {
     // the directory is a model
     snprintf(cmd, sizeof cmd, "%s generate --model %s --max-new 4 'Once upon a time, there was a "
              "little girl named'", ked, d1);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "named Sue"), "generate on the edited directory:\n%s", out);
 
     // 2. a second edit on top, then the list
     snprintf(cmd, sizeof cmd, "%s edit --model %s --method ft-m --prompt 'One day, a big dog named' "
              "--subject 'big dog' --target ' Tom' --threads 1 --out %s", ked, d1, d2);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "patch id 1 of 2"), "second edit (%d):\n%s", rc, out);
     snprintf(cmd, sizeof cmd, "%s edit --model %s --log", ked, d2);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "  0 applied  rome") && strstr(out, "  1 applied  ft-m") &&
           strstr(out, "[big dog] -> Tom"), "--log:\n%s", out);
 
     // 3. edit 0 out: equal to the second edit alone on the base
     snprintf(cmd, sizeof cmd, "%s edit --model %s --revert 0 --out %s", ked, d2, d3);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "2 patches, 1 applied"), "--revert (%d):\n%s", rc, out);
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --apply %s/patches/001-ft-m.safetensors "
              "--out %s", ked, d2, d4);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0, "--apply (%d):\n%s", rc, out);
     CHECK(same_weights(d3, d4), "revert 0 of [rome, ft-m] differs from ft-m alone on the base");
 
     // 4. the patch file reproduces the first directory
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --apply build/tests/cli_sue.safetensors "
              "--out %s", ked, d5);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run(cmd, out, sizeof out);
     CHECK(rc == 0, "--apply of the patch file (%d):\n%s", rc, out);
     CHECK(same_weights(d1, d5), "--apply of the patch file differs from the edit that wrote it");
 
     // 5. errors
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --method rome", ked);
-    CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "are required"), "usage error:\n%s", out);
+    CHECK(test_run(cmd, out, sizeof out) == 2 && strstr(out, "are required"), "usage error:\n%s", out);
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --method nope %s", ked, req);
-    CHECK(run(cmd, out, sizeof out) == 2 && strstr(out, "unknown method"), "bad method:\n%s", out);
+    CHECK(test_run(cmd, out, sizeof out) == 2 && strstr(out, "unknown method"), "bad method:\n%s", out);
     snprintf(cmd, sizeof cmd, "%s edit --model models/stories260K --method rome --hparams "
              "tests/data/hparams/ROME-gpt2-xl.yaml %s", ked, req);
-    CHECK(run(cmd, out, sizeof out) == 1 && strstr(out, "rewrite_module_tmp"), "bad hparams:\n%s", out);
+    CHECK(test_run(cmd, out, sizeof out) == 1 && strstr(out, "rewrite_module_tmp"), "bad hparams:\n%s", out);
     snprintf(cmd, sizeof cmd, "%s edit --model %s --revert 5", ked, d2);
-    CHECK(run(cmd, out, sizeof out) == 1 && strstr(out, "no patch 5"), "bad revert:\n%s", out);
+    CHECK(test_run(cmd, out, sizeof out) == 1 && strstr(out, "no patch 5"), "bad revert:\n%s", out);
     return test_finish("test_edit_cli");
 }

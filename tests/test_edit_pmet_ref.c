@@ -244,16 +244,6 @@ static void write_text(const char *path, const char *text) {
     if (f) { fputs(text, f); fclose(f); }
 }
 
-// run a command, return its exit status and (up to cap bytes of) its stdout
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static void stories(void) {
     printf("== PMET, models/stories260K\n");
     ked_error err;
@@ -398,9 +388,9 @@ static void stories(void) {
     snprintf(cmd, sizeof cmd, "KED_CACHE=build/tests/pmet_cache %s/ked edit --model models/stories260K "
              "--method pmet --hparams tests/data/hparams/PMET-stories260k.yaml "
              "--prompt 'Once upon a time, there was a little girl named' "
-             "--subject 'little girl' --target ' Sue' --stats-corpus build/tests/pmet_corpus.txt 2>&1",
+             "--subject 'little girl' --target ' Sue' --stats-corpus build/tests/pmet_corpus.txt",
              build);
-    int rc = run_cmd(cmd, out, sizeof out);
+    int rc = test_run(cmd, out, sizeof out);
     const char *after = strstr(out, "after ");
     CHECK(rc == 0 && after && strstr(after, "named Sue") && strstr(out, "rewrite accuracy  0.667 -> 1.000"),
           "ked edit --method pmet: rc %d\n%s", rc, out);

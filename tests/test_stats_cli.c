@@ -9,15 +9,11 @@
 
 static char ked[512];
 
+// every command with the test's own statistics cache
 static int run(const char *cmd, char *out, size_t cap) {
     char full[4096];
-    snprintf(full, sizeof full, "KED_CACHE=build/tests/stats_cli_cache %s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(full, sizeof full, "KED_CACHE=build/tests/stats_cli_cache %s", cmd);
+    return test_run(full, out, cap);
 }
 
 int main(void) {
