@@ -120,6 +120,28 @@ int ked_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int ked_mkdir_p(const char *path) {
+    char *p = strdup(path);
+    if (!p) return -1;
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s && *s != '/') continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) { rc = -1; break; }
+        *s = c;
+        if (!c) break;
+    }
+    free(p);
+    if (!rc && !ked_is_dir(path)) { errno = ENOTDIR; rc = -1; }
+    return rc;
+}
+
+const char *const ked_model_side_files[] = {
+    "tokenizer.json",    "tokenizer_config.json", "tokenizer.model",        "tokenizer.bin",
+    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "generation_config.json",
+    "vocab.json",        "merges.txt",            NULL};
+
 int ked_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);

@@ -31,6 +31,14 @@ ked_status ked_write_file_atomic(const char *path, const void *data, size_t len,
 char *ked_path_join(const char *dir, const char *name);
 int ked_is_dir(const char *path);
 int ked_file_exists(const char *path);
+// ked_mkdir_p: create path and its missing parents (mode 0755). 0 when path is a directory
+// afterwards; -1 otherwise (errno from the mkdir that failed, or ENOTDIR).
+int ked_mkdir_p(const char *path);
+
+// ked_model_side_files: the files beside a Hugging Face model's weights that using the model
+// needs (tokenizer, chat template, generation config), NULL-terminated; whoever writes a copy of
+// a model directory (ked convert, edited directories) copies those present.
+extern const char *const ked_model_side_files[];
 
 // ked_time_s: monotonic wall-clock seconds.
 double ked_time_s(void);

@@ -111,11 +111,6 @@ static char *llama2c_tokenizer(const char *dir) {
     return found;
 }
 
-static const char *tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json",
-                                        "special_tokens_map.json", "vocab.json", "merges.txt",
-                                        "tokenizer.model", "tokenizer.bin", "generation_config.json",
-                                        NULL};
-
 ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *err) {
     const ked_model *m = ked_editor_model(e);
     const char *base_path = ked_model_path(m);
@@ -155,8 +150,8 @@ ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *
         free(from);
     }
     if (st) goto done;
-    for (int i = 0; tokenizer_files[i]; i++) {
-        char *from = ked_path_join(src, tokenizer_files[i]), *to = ked_path_join(dir, tokenizer_files[i]);
+    for (int i = 0; ked_model_side_files[i]; i++) {
+        char *from = ked_path_join(src, ked_model_side_files[i]), *to = ked_path_join(dir, ked_model_side_files[i]);
         if (from && to && ked_file_exists(from) && strcmp(from, to)) st = copy_file(from, to, err);
         free(from);
         free(to);
@@ -191,7 +186,7 @@ ked_status ked_editor_save_dir(const ked_editor *e, const char *dir, ked_error *
         char rel[256], full[4400];
         snprintf(rel, sizeof rel, "patches/%03d-%s.safetensors", i, q->method);
         snprintf(full, sizeof full, "%s/%s", dir, rel);
-        // (the copies of tokenizer.bin above are skipped by tokenizer_files: it is listed there)
+        // (the copies of tokenizer.bin above are skipped by ked_model_side_files: it is listed there)
         if ((st = ked_patch_save(q, m, full, err))) goto done;
         json_t *o = json_object();
         json_object_set_new(o, "file", json_string(rel));

@@ -49,14 +49,6 @@ void ked_stats_free(ked_stats *s) {
 
 /* ---- cache directory and model hash ------------------------------------------------------------ */
 
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(buf, 0755); *p = '/'; }
-    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 void ked_stats_cache_dir(const char *given, char *buf, size_t cap) {
     const char *e = getenv("KED_CACHE"), *home = getenv("HOME");
     if (given && *given) snprintf(buf, cap, "%s", given);
@@ -135,7 +127,7 @@ ked_status ked_stats_model_hash(const ked_model *m, const char *cache_dir, uint6
     free(buf);
     free(names);
     *out = h;
-    if (mkdir_p(dir) == 0) {
+    if (ked_mkdir_p(dir) == 0) {
         char line[128];
         int len = snprintf(line, sizeof line, "%lld %lld %016llx\n", (long long)size,
                            (long long)mtime, (unsigned long long)h);
@@ -536,7 +528,7 @@ ked_status ked_stats_get(const ked_model *m, const ked_tokenizer *tok, const int
         key_name(p, sizeof p, dir, mh, layers[k], ch, &all);
         snprintf(out[k].source, sizeof out[k].source, "computed from %s", o->corpus);
         if (!o->no_cache) {
-            if (mkdir_p(dir)) { st = ked_fail(err, KED_ERR_IO, "%s: cannot create the cache directory", dir); goto done; }
+            if (ked_mkdir_p(dir)) { st = ked_fail(err, KED_ERR_IO, "%s: cannot create the cache directory", dir); goto done; }
             if ((st = write_kstats(p, &out[k], err))) goto done;
         }
     }

@@ -14,13 +14,8 @@
 #include "core/core.h"
 #include "io/safetensors.h"
 
-// files beside the weights that a model needs, copied when present; and tok*.bin (llama2.c-style
-// tokenizers, tokenizer.bin included), found by listing the directory
-static const char *const aux_names[] = {
-    "tokenizer.json",    "tokenizer_config.json", "tokenizer.model",     "special_tokens_map.json",
-    "added_tokens.json", "chat_template.jinja",   "generation_config.json", "vocab.json",
-    "merges.txt",        NULL};
-
+// the files beside the weights (ked_model_side_files, core.h) are copied when present, and any
+// other tok*.bin (llama2.c-style tokenizers), found by listing the directory
 typedef struct {
     char *name; // file name in the directory
     char *data;
@@ -64,20 +59,27 @@ static ked_status aux_add(aux_list *a, const char *dir, const char *name, ked_er
     return KED_OK;
 }
 
-static int is_tok_bin(const char *s) {
-    size_t n = strlen(s);
-    return n >= 7 && !strncmp(s, "tok", 3) && !strcmp(s + n - 4, ".bin");
+static int is_side_file(const char *s) {
+    for (int i = 0; ked_model_side_files[i]; i++)
+        if (!strcmp(s, ked_model_side_files[i])) return 1;
+    return 0;
 }
 
-// read every file of aux_names and every tok*.bin that in_dir holds
+// tok*.bin not already in ked_model_side_files
+static int is_tok_bin(const char *s) {
+    size_t n = strlen(s);
+    return n >= 7 && !strncmp(s, "tok", 3) && !strcmp(s + n - 4, ".bin") && !is_side_file(s);
+}
+
+// read every file of ked_model_side_files and every other tok*.bin that in_dir holds
 static ked_status read_aux(const char *dir, aux_list *a, ked_error *err) {
     ked_status st = KED_OK;
-    for (int i = 0; !st && aux_names[i]; i++) {
-        char *p = ked_path_join(dir, aux_names[i]);
+    for (int i = 0; !st && ked_model_side_files[i]; i++) {
+        char *p = ked_path_join(dir, ked_model_side_files[i]);
         if (!p) return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir);
         int present = ked_file_exists(p);
         free(p);
-        if (present) st = aux_add(a, dir, aux_names[i], err);
+        if (present) st = aux_add(a, dir, ked_model_side_files[i], err);
     }
     DIR *d = st ? NULL : opendir(dir);
     if (!st && !d) return ked_fail(err, KED_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
@@ -173,29 +175,6 @@ static void narrow(const st_tensor *t, ked_dtype to, uint16_t *dst, float *buf, 
     }
 }
 
-// create dir and its missing parents
-static ked_status make_dirs(const char *dir, ked_error *err) {
-    char *p = strdup(dir);
-    if (!p) return ked_fail(err, KED_ERR_NOMEM, "%s: out of memory", dir);
-    ked_status st = KED_OK;
-    for (char *s = p + 1;; s++) {
-        if (*s && *s != '/') continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            st = ked_fail(err, KED_ERR_IO, "%s: cannot create the directory: %s", p,
-                          strerror(errno));
-            break;
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    if (!st && !ked_is_dir(dir))
-        st = ked_fail(err, KED_ERR_IO, "%s: exists and is not a directory", dir);
-    return st;
-}
-
 ked_status ked_checkpoint_convert(const char *in_dir, const char *out_dir, ked_dtype dtype,
                                   size_t max_shard_bytes, ked_convert_stats *stats,
                                   ked_error *err) {
@@ -276,7 +255,10 @@ ked_status ked_checkpoint_convert(const char *in_dir, const char *out_dir, ked_d
     for (int i = 0; i < nm; i++) mk[i] = st_metadata_get(f0, i, &mv[i]);
 
     // write: the weights, the tokenizer files, config.json last
-    if ((st = make_dirs(out_dir, err))) goto done;
+    if (ked_mkdir_p(out_dir) != 0) {
+        st = ked_fail(err, KED_ERR_IO, "%s: cannot create the directory: %s", out_dir, strerror(errno));
+        goto done;
+    }
     if ((st = st_write_dir(out_dir, ts, n, max_shard_bytes, mk, mv, nm, err))) goto done;
     for (int i = 0; i < aux.n; i++) {
         char *p = ked_path_join(out_dir, aux.v[i].name);
