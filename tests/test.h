@@ -3,11 +3,14 @@
 // tests/run.sh can count it. Tests run from the repository root (paths like tests/data/...).
 #ifndef KED_TEST_H
 #define KED_TEST_H
+#include <errno.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static int test_checks_, test_failures_;
@@ -43,6 +46,24 @@ static inline int test_run(const char *cmd, char *out, size_t cap) {
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+// test_copy_file: copy a file byte for byte; a test cannot go on without it, so failing exits
+static inline void test_copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    if (!a || !b) { fprintf(stderr, "copy %s -> %s: %s\n", from, to, strerror(errno)); exit(1); }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    fclose(a);
+    if (fclose(b) != 0) { fprintf(stderr, "copy %s -> %s: %s\n", from, to, strerror(errno)); exit(1); }
+}
+
+static inline int test_rm_entry_(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+// test_rm_tree: remove a test's temporary directory and everything in it
+static inline void test_rm_tree(const char *path) { nftw(path, test_rm_entry_, 16, FTW_DEPTH | FTW_PHYS); }
 
 // a whole file as a NUL-terminated malloc'd string; NULL when it cannot be read
 static inline char *test_slurp(const char *path) {

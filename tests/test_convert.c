@@ -37,11 +37,6 @@
 static char root[256];
 static char kfsrc[300];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 static int same_file(const char *a, const char *b) {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
     int same = fa && fb;
@@ -393,12 +388,7 @@ int main(void) {
     for (int i = 0; i < 4; i++) {
         snprintf(a, sizeof a, "%s/%s", KF_TOK, src_files[i]);
         snprintf(b, sizeof b, "%s/%s", kfsrc, src_files[i]);
-        char *t = test_slurp(a);
-        FILE *f = fopen(b, "wb");
-        CHECK(t && f, "copying %s to %s", a, b);
-        if (t && f) fputs(t, f);
-        if (f) fclose(f);
-        free(t);
+        test_copy_file(a, b);
     }
     CHECK_OK(ked_checkpoint_convert(KF, kf16, KED_F16, 0, &cs, &err), &err);
     CHECK(cs.n_tensors == 38 && cs.n_converted == 38 && cs.bytes_in == 14689280 &&
@@ -462,6 +452,6 @@ int main(void) {
     test_dtypes();
     test_errors();
     test_cli();
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_tree(root);
     return test_finish("test_convert");
 }

@@ -32,21 +32,6 @@
 
 static char root[256];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    if (!a || !b) { fprintf(stderr, "copy %s -> %s: %s\n", from, to, strerror(errno)); exit(1); }
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
-    fclose(a);
-    fclose(b);
-}
-
 // a new directory under root holding src's config.json
 static void new_model_dir(char *dir, size_t cap, const char *src, const char *name) {
     char a[600], b[600];
@@ -54,7 +39,7 @@ static void new_model_dir(char *dir, size_t cap, const char *src, const char *na
     mkdir(dir, 0700);
     snprintf(a, sizeof a, "%s/config.json", src);
     snprintf(b, sizeof b, "%s/config.json", dir);
-    copy_file(a, b);
+    test_copy_file(a, b);
 }
 
 // write src's tensors into dir (converted to dtype unless it is KED_F32), split into shards of
@@ -387,7 +372,7 @@ static void cfg_case(const char *what, const char *src, const char *name, const 
     json_decref(cfg);
     snprintf(a, sizeof a, "%s/model.safetensors", src);
     snprintf(b, sizeof b, "%s/model.safetensors", dir);
-    copy_file(a, b);
+    test_copy_file(a, b);
     snprintf(a, sizeof a, "%s/config.json", dir);
     expect_fail(what, dir, st, s1 ? s1 : a, s2);
 }
@@ -458,7 +443,7 @@ static void test_config_fields(void) {
         json_decref(cfg);
         snprintf(ga, sizeof ga, "%s/model.safetensors", acts[i].src);
         snprintf(gb, sizeof gb, "%s/model.safetensors", gd);
-        copy_file(ga, gb);
+        test_copy_file(ga, gb);
         ked_model *gm = load(gd, 0);
         CHECK(ked_model_config(gm)->gelu == acts[i].want, "%s %s: GELU kind %d", acts[i].src,
               acts[i].key, (int)ked_model_config(gm)->gelu);
@@ -469,7 +454,7 @@ static void test_config_fields(void) {
     new_model_dir(dir, sizeof dir, NX, "c14");
     snprintf(a, sizeof a, "%s/model.safetensors", NX);
     snprintf(b, sizeof b, "%s/model.safetensors", dir);
-    copy_file(a, b);
+    test_copy_file(a, b);
     ked_model *m = load(dir, 0);
     CHECK(ked_model_config(m)->block == KED_BLOCK_PARALLEL, "tiny-neox is parallel");
     ked_model_free(m);
@@ -498,6 +483,6 @@ int main(void) {
     test_config_fields();
     printf("sharded checkpoints\n");
     test_sharded("tests/data/tiny-neox", "neox-sharded");
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_tree(root);
     return test_finish("test_model_formats");
 }

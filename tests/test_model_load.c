@@ -57,22 +57,10 @@ static void spit(const char *path, const void *buf, size_t len) {
     }
 }
 
-static void copy_file(const char *src, const char *dst) {
-    size_t n;
-    char *b = slurp(src, &n);
-    spit(dst, b, n);
-    free(b);
-}
-
 // a fresh directory root/name; its path in dir
 static void mkcase(char *dir, size_t cap, const char *name) {
     snprintf(dir, cap, "%s/%s", root, name);
     if (mkdir(dir, 0755) != 0) { fprintf(stderr, "mkdir %s: %s\n", dir, strerror(errno)); exit(1); }
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
 }
 
 /* ---- safetensors files as (header JSON, data section), to mutate ----------------------------- */
@@ -166,11 +154,11 @@ static void make_model(char *dir, size_t cap, const char *name, const char *fixt
     snprintf(src, sizeof src, "%s/config.json", fixture);
     if (cfg_text) spit(p, cfg_text, strlen(cfg_text));
     else if (cfg) json_dump_file(cfg, p, JSON_INDENT(2));
-    else copy_file(src, p);
+    else test_copy_file(src, p);
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     snprintf(src, sizeof src, "%s/model.safetensors", fixture);
     if (st) stf_write(p, st, -1, -1);
-    else copy_file(src, p);
+    else test_copy_file(src, p);
 }
 
 /* ---- the check ------------------------------------------------------------------------------- */
@@ -272,17 +260,17 @@ static void safetensors_cases(void) {
 
     // header length past the end, and absurd
     mkcase(dir, sizeof dir, "st_hlen_past_end");
-    copy_file(LLAMA "/config.json", in(dir, "config.json"));
+    test_copy_file(LLAMA "/config.json", in(dir, "config.json"));
     stf_write(in(dir, "model.safetensors"), &base, (int64_t)full, -1);
     expect_fail("header length past the end", dir, KED_ERR_FORMAT, in(dir, "model.safetensors"),
                 "header length", "past the end", NULL);
     mkcase(dir, sizeof dir, "st_hlen_absurd");
-    copy_file(LLAMA "/config.json", in(dir, "config.json"));
+    test_copy_file(LLAMA "/config.json", in(dir, "config.json"));
     stf_write(in(dir, "model.safetensors"), &base, (int64_t)1 << 62, -1);
     expect_fail("header length 2^62", dir, KED_ERR_FORMAT, in(dir, "model.safetensors"),
                 "header length", NULL);
     mkcase(dir, sizeof dir, "st_hlen_short");
-    copy_file(LLAMA "/config.json", in(dir, "config.json"));
+    test_copy_file(LLAMA "/config.json", in(dir, "config.json"));
     stf_write(in(dir, "model.safetensors"), &base, (int64_t)hdr_padded / 2, -1);
     expect_fail("header length cuts the JSON", dir, KED_ERR_FORMAT, in(dir, "model.safetensors"),
                 "JSON", NULL);
@@ -519,10 +507,10 @@ static void safetensors_cases(void) {
 
     // a directory with config.json and no weights; a .safetensors path with no config.json
     mkcase(dir, sizeof dir, "st_no_weights");
-    copy_file(LLAMA "/config.json", in(dir, "config.json"));
+    test_copy_file(LLAMA "/config.json", in(dir, "config.json"));
     expect_fail("config.json but no weights", dir, KED_ERR_IO, dir, "model.safetensors", NULL);
     mkcase(dir, sizeof dir, "st_no_config");
-    copy_file(LLAMA "/model.safetensors", in(dir, "model.safetensors"));
+    test_copy_file(LLAMA "/model.safetensors", in(dir, "model.safetensors"));
     expect_fail("model.safetensors, no config", in(dir, "model.safetensors"), KED_ERR_IO,
                 in(dir, "config.json"), NULL);
 }
@@ -911,7 +899,7 @@ static void write_variant(const char *fixture, const char *dir, ked_dtype dtype,
     char src[600];
     snprintf(src, sizeof src, "%s/config.json", fixture);
     snprintf(p, sizeof p, "%s/config.json", dir);
-    copy_file(src, p);
+    test_copy_file(src, p);
 }
 
 static void valid_cases(void) {
@@ -1030,6 +1018,6 @@ int main(void) {
     config_cases();
     llama2c_cases();
     valid_cases();
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_tree(root);
     return test_finish("test_model_load");
 }
