@@ -7,6 +7,13 @@
 #include <string.h>
 #include <time.h>
 
+void cli_human_bytes(char *buf, size_t n, double bytes) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) { bytes /= 1024; i++; }
+    snprintf(buf, n, "%.1f %s", bytes, u[i]);
+}
+
 int cli_report(const char *cmd, const ked_error *err) {
     fprintf(stderr, "ked %s: %s\n", cmd, err->msg);
     return 1;

@@ -30,6 +30,8 @@ KED_COMMANDS(DECLARE)
 
 // cli_die_err: print "ked CMD: MESSAGE" from a library error to stderr; returns 1.
 int cli_report(const char *cmd, const ked_error *err);
+// cli_human_bytes: "14.5 MiB" (binary units, one decimal) into buf
+void cli_human_bytes(char *buf, size_t n, double bytes);
 // cli_usage_error: print "ked CMD: MESSAGE (see ked CMD --help)" and return 2.
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

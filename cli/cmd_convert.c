@@ -56,13 +56,6 @@ static int parse_size(const char *s, size_t *out) {
     return 0;
 }
 
-static void human(char *buf, size_t n, double bytes) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) { bytes /= 1024; i++; }
-    snprintf(buf, n, "%.1f %s", bytes, u[i]);
-}
-
 int cmd_convert(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *dtype_s = NULL, *shard_s = NULL, *v;
     for (int i = 1; i < argc; i++) {
@@ -91,8 +84,8 @@ int cmd_convert(int argc, char **argv) {
         return cli_report("convert", &err);
     tm.compute_s = ked_time_s_cli() - tm.t_start;
     char a[32], b[32];
-    human(a, sizeof a, (double)cs.bytes_in);
-    human(b, sizeof b, (double)cs.bytes_out);
+    cli_human_bytes(a, sizeof a, (double)cs.bytes_in);
+    cli_human_bytes(b, sizeof b, (double)cs.bytes_out);
     printf("%s: %d of %d tensors converted to %s, %zu -> %zu bytes (%s -> %s), %d other files\n",
            out, cs.n_converted, cs.n_tensors, ked_dtype_name(dtype), cs.bytes_in, cs.bytes_out, a,
            b, cs.n_files);

@@ -12,13 +12,6 @@ static const char *usage =
     "  --tensors      also list every tensor (Hugging Face name and shape)\n"
     "  --keep-half    load F16/BF16 weights as ked generate --keep-half does (16-bit in memory)\n";
 
-static void human(char *buf, size_t n, double bytes) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) { bytes /= 1024; i++; }
-    snprintf(buf, n, "%.1f %s", bytes, u[i]);
-}
-
 int cmd_inspect(int argc, char **argv) {
     const char *model_path = NULL, *v;
     int list = 0;
@@ -75,19 +68,19 @@ int cmd_inspect(int argc, char **argv) {
     if (c->window) printf("window      %d\n", c->window);
     printf("bos / eos   %d / %d\n", c->bos_id, c->eos_id);
     printf("parameters  %lld (%.3f M)\n", (long long)np, np / 1e6);
-    human(b1, sizeof b1, (double)ked_model_weight_bytes(m));
+    cli_human_bytes(b1, sizeof b1, (double)ked_model_weight_bytes(m));
     printf("memory      %s of weights in memory (f32 compute)\n", b1);
     for (ked_dtype dt = KED_F16; dt <= KED_BF16; dt++) {
         size_t hb = ked_model_weight_bytes_dtype(m, dt);
         if (!hb) continue;
-        human(b1, sizeof b1, (double)hb);
-        human(b2, sizeof b2, (double)ked_model_weight_bytes_dtype(m, KED_F32));
+        cli_human_bytes(b1, sizeof b1, (double)hb);
+        cli_human_bytes(b2, sizeof b2, (double)ked_model_weight_bytes_dtype(m, KED_F32));
         printf("            %s held as %s (matrices, widened inside each product), %s f32\n", b1,
                ked_dtype_name(dt), b2);
     }
-    human(b1, sizeof b1, np * 4.0);
-    human(b2, sizeof b2, np * 2.0);
-    human(b3, sizeof b3, np * 2.0);
+    cli_human_bytes(b1, sizeof b1, np * 4.0);
+    cli_human_bytes(b2, sizeof b2, np * 2.0);
+    cli_human_bytes(b3, sizeof b3, np * 2.0);
     printf("storage     f32 %s, bf16 %s, f16 %s\n", b1, b2, b3);
     printf("tensors     %d\n", ked_model_n_tensors(m));
     if (list)
