@@ -31,6 +31,8 @@ static const char *usage =
     "  --batch B           B requests edited, then evaluated together: memit, emmet, pmet, alphaedit\n"
     "                      edit them jointly (one edit), other methods one after another; the\n"
     "                      summary table is printed after each batch\n"
+    "  --retention         with --sequential: after each batch, Edit_Succ (rewrite_acc) of every\n"
+    "                      batch edited so far, printed and kept in the results' \"retention\"\n"
     "  --seed S            seed of the context templates and the fluency samples (default 0)\n"
     "  --no-fluency        leave out fluency (the 100-token generations)\n"
     "  --aligned-targets   where the tokenizer merges across the prompt/target boundary, score\n"
@@ -65,7 +67,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *data = NULL, *method = NULL, *hp_path = NULL;
     const char *out = NULL, *fmt_name = "auto", *v;
     long n = 0, offset = 0, batch = 1, seed = 0, threads = 0, layer = -1;
-    int sequential = 0, fluency = 1, aligned = 0;
+    int sequential = 0, fluency = 1, aligned = 0, retention = 0;
     ked_stats_opts so = ked_stats_defaults();
     long sv = 0;
     for (int i = 1; i < argc; i++) {
@@ -73,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(argv[i], "--sequential")) sequential = 1;
         else if (!strcmp(argv[i], "--no-fluency")) fluency = 0;
         else if (!strcmp(argv[i], "--aligned-targets")) aligned = 1;
+        else if (!strcmp(argv[i], "--retention")) retention = 1;
         else if ((v = cli_opt_value(argc, argv, &i, "--model"))) model_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--tokenizer"))) tok_path = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--data"))) data = v;
@@ -160,6 +163,7 @@ int cmd_eval(int argc, char **argv) {
     eo.seed = (uint64_t)seed;
     eo.fluency = fluency;
     eo.aligned_targets = aligned;
+    eo.retention = retention;
     eo.out = out;
     eo.model_name = model_path;
     eo.data_name = data;

@@ -91,7 +91,7 @@ static inline float test_maxdiff(const float *a, const float *b, size_t n, size_
 }
 
 // keep the first k results of a finished `ked eval` results file `from`, mark it unfinished and
-// write it to `to`: what an interrupted run leaves. 0 (a failed check) when `from` cannot be read
+// write it to `to`: what an interrupted run leaves (--retention's list cut to match). 0 (a failed check) when `from` cannot be read
 static inline int test_truncate_results(const char *from, const char *to, int k) {
     json_error_t je;
     json_t *root = json_load_file(from, 0, &je);
@@ -100,6 +100,10 @@ static inline int test_truncate_results(const char *from, const char *to, int k)
     json_t *res = json_object_get(root, "results");
     while ((int)json_array_size(res) > k) json_array_remove(res, json_array_size(res) - 1);
     for (size_t i = 0; i < json_array_size(res); i++) json_object_del(json_array_get(res, i), "post_final");
+    json_t *ret = json_object_get(root, "retention"); // --retention: the entries up to case k
+    while (json_array_size(ret) &&
+           json_integer_value(json_object_get(json_array_get(ret, json_array_size(ret) - 1), "after")) > k)
+        json_array_remove(ret, json_array_size(ret) - 1);
     json_object_set_new(json_object_get(root, "ked_eval"), "complete", json_false());
     json_dump_file(root, to, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(root);

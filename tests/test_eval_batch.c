@@ -17,7 +17,7 @@
 #include "ked.h"
 
 static const char *MODEL = "models/TinyStories-656K";
-static int n_tables, n_reports;
+static int n_tables, n_reports, retention; // retention: ked_eval_opts.retention of the runs
 static ked_stats_opts so;
 
 static void on_progress(const ked_eval_progress *p, void *user) {
@@ -44,12 +44,20 @@ static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const ch
     o.data_name = "counterfact_50.json";
     o.stats = &so;
     o.on_progress = on_progress;
+    o.retention = retention;
     char *table = NULL;
     n_tables = n_reports = 0;
     ked_status st = ked_eval_run(m, tok, d, &o, NULL, &table, err);
     if (!st && table) printf("%s", table);
     free(table);
     return st;
+}
+
+// rewrite_acc[0] of case i at a stage of a results file
+static double rewrite_acc(json_t *root, int i, const char *stage) {
+    json_t *a = json_object_get(json_object_get(json_array_get(json_object_get(root, "results"), (size_t)i), stage),
+                                "rewrite_acc");
+    return json_number_value(json_array_get(a, 0));
 }
 
 // the NLL of target_new after the rewrite prompt (ROME's probabilities) in a results file
@@ -168,6 +176,9 @@ int main(void) {
     CHECK_OK(ked_hparams_defaults(m, "alphaedit", &hp, &err), &err);
     hp.v_num_grad_steps = 6;
     hp.nullspace_threshold = -0.1f; // a null space in this small statistics
+    retention = 1; // the sequential runs below also re-score every earlier batch after each batch
+    CHECK(run(m, tok, d, "memit", &hp, 6, 0, 3, p_part, &err) == KED_ERR_ARG && strstr(err.msg, "retention"),
+          "retention without --sequential: %s", err.msg);
     CHECK_OK(run(m, tok, d, "alphaedit", &hp, 6, 1, 3, p_ab, &err), &err);
     CHECK(n_tables == 2, "alphaedit: %d summary tables in the progress reports (2 batches)", n_tables);
     json_t *A = json_load_file(p_ab, 0, &je);
@@ -193,6 +204,28 @@ int main(void) {
                    want2[i]);
         }
         ked_editor_free(ed);
+        // retention: after batch 1, batch 1's means (= its post); after batch 2, both batches'
+        // (= post_final of batch 1 and post of batch 2, which is also its post_final); the
+        // accuracies (0 here: 6 v* steps do not land these edits) and the NLLs (ROME's probabilities)
+        json_t *R = json_object_get(A, "retention");
+        CHECK(json_array_size(R) == 2, "retention: %zu entries, want 2 (one per batch)", json_array_size(R));
+        for (int q = 0; q < 2; q++) {
+            const char *key = q ? "rewrite_nll" : "rewrite_acc";
+            double want[3] = {0, 0, 0}; // batch 1 post, batch 1 post_final, batch 2 post
+            for (int i = 0; i < 3; i++) {
+                want[0] += (q ? post_acc(A, i, "post") : rewrite_acc(A, i, "post")) / 3;
+                want[1] += (q ? post_acc(A, i, "post_final") : rewrite_acc(A, i, "post_final")) / 3;
+                want[2] += (q ? post_acc(A, 3 + i, "post") : rewrite_acc(A, 3 + i, "post")) / 3;
+            }
+            for (int k = 0; k < 3; k++) {
+                json_t *e = json_array_get(R, k ? 1 : 0);
+                double got = json_number_value(json_array_get(json_object_get(e, key), (size_t)(k ? k - 1 : 0)));
+                CHECK(json_integer_value(json_object_get(e, "after")) == (k ? 6 : 3), "retention entry %d: after", k ? 1 : 0);
+                CHECK(fabs(got - want[k]) < 1e-9, "retention %s %d: %g, the results give %g", key, k, got, want[k]);
+            }
+            CHECK(json_array_size(json_object_get(json_array_get(R, 1), key)) == 2, "retention %s: 2 batches after the 2nd", key);
+            printf("  alphaedit seq retention %s: batch 1 %.4f -> %.4f, batch 2 %.4f\n", key, want[0], want[1], want[2]);
+        }
     }
     test_truncate_results(p_ab, p_part, 3);
     CHECK_OK(run(m, tok, d, "alphaedit", &hp, 6, 1, 3, p_part, &err), &err);

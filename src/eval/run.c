@@ -81,6 +81,46 @@ static void phase_begin(run_ctx *r, int done) {
 
 static const ked_case *case_at(run_ctx *r, int i) { return ked_dataset_case(r->d, r->off + i); }
 
+// --retention: after the batch that ends at case e, every edited case's rewrite_acc (EasyEdit's
+// teacher-forced token accuracy of target_new after the prompt) and the mean per-token NLL of
+// target_new (ROME's rewrite probability, which shows a fading edit before its accuracy drops)
+// on the model as it is now, as means per batch: {"after": e, "rewrite_acc": [batch 1, ...],
+// "rewrite_nll": [...]} (NaN: null). *line: the accuracies x100 for the progress table (malloc'd).
+static ked_status retention_after(run_ctx *r, int e, json_t **entry, char **line, ked_error *err) {
+    json_t *means = json_array(), *nlls = json_array();
+    size_t cap = 96 + (size_t)(e / r->B + 1) * 8, len;
+    char *s = malloc(cap);
+    if (!means || !nlls || !s) { json_decref(means); json_decref(nlls); free(s); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
+    len = (size_t)snprintf(s, cap, "retention (Edit_Succ of each batch so far, now):");
+    for (int b0 = 0; b0 < e; b0 += r->B) {
+        int b1 = b0 + r->B < e ? b0 + r->B : e, n = 0;
+        double sum = 0, sum_nll = 0;
+        for (int i = b0; i < b1; i++) {
+            const ked_request *q = &case_at(r, i)->req;
+            double acc, nll;
+            int k;
+            ked_status st = eval_teacher_forced(r->m, r->tok, q->prompt, q->target_new, r->o->aligned_targets, &acc,
+                                                &nll, NULL, NULL, &k, err);
+            if (st) {
+                ked_prefix_error(err, "case %d (record %d): retention", i, case_at(r, i)->record);
+                json_decref(means);
+                json_decref(nlls);
+                free(s);
+                return st;
+            }
+            if (isfinite(acc)) { sum += acc; sum_nll += nll; n++; }
+        }
+        double mean = n ? sum / n : NAN;
+        json_array_append_new(means, eval_real(mean));
+        json_array_append_new(nlls, eval_real(n ? sum_nll / n : NAN));
+        len += (size_t)snprintf(s + len, cap - len, " %.1f", mean * 100);
+    }
+    snprintf(s + len, cap - len, "\n");
+    *entry = json_pack("{s:i,s:o,s:o}", "after", e, "rewrite_acc", means, "rewrite_nll", nlls);
+    *line = s;
+    return *entry ? KED_OK : ked_fail(err, KED_ERR_NOMEM, "out of memory");
+}
+
 static quality_opts qopts(run_ctx *r, int i) {
     quality_opts q;
     q.aligned = r->o->aligned_targets;
@@ -171,6 +211,7 @@ static json_t *meta_json(run_ctx *r) {
     json_object_set_new(m, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(m, "fluency", json_integer(o->fluency ? (o->fluency_len > 0 ? o->fluency_len : 100) : 0));
     json_object_set_new(m, "targets", json_string(o->aligned_targets ? "aligned" : "easyedit"));
+    if (o->retention) json_object_set_new(m, "retention", json_true()); // absent when off (older files resume)
     json_object_set_new(m, "records", json_integer(ked_dataset_n_records(r->d)));
     json_object_set_new(m, "cases", json_integer(ked_dataset_n(r->d)));
     json_object_set_new(m, "skipped_records", json_integer(ked_dataset_n_skipped(r->d)));
@@ -220,6 +261,8 @@ static ked_status resume_load(run_ctx *r, json_t *meta, ked_error *err) {
     json_object_set(r->root, "results", res);
     json_decref(r->results);
     r->results = json_incref(res);
+    json_t *ret = json_object_get(old, "retention");
+    if (json_is_array(ret) && json_object_get(r->root, "retention")) json_object_set(r->root, "retention", ret);
     json_t *c = json_object_get(om, "complete");
     json_object_set_new(json_object_get(r->root, "ked_eval"), "complete", json_boolean(json_is_true(c)));
     json_decref(old);
@@ -235,6 +278,8 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
     r->edit = o->method && strcmp(o->method, "none");
     if (r->edit && !o->hp) return ked_fail(err, KED_ERR_ARG, "eval: method %s without hyperparameters", o->method);
     if (!o->out) return ked_fail(err, KED_ERR_ARG, "eval: no output file");
+    if (o->retention && (!r->edit || !o->sequential))
+        return ked_fail(err, KED_ERR_ARG, "eval: retention needs a sequential run of an editing method");
     int N = ked_dataset_n(d);
     if (o->offset < 0 || o->offset > N)
         return ked_fail(err, KED_ERR_ARG, "eval: offset %d outside the dataset's %d cases", o->offset, N);
@@ -254,6 +299,7 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
     json_object_set_new(meta, "complete", json_false());
     json_object_set_new(r->root, "ked_eval", meta);
     json_object_set(r->root, "results", r->results);
+    if (r->edit && o->sequential && o->retention) json_object_set_new(r->root, "retention", json_array());
     if ((st = resume_load(r, meta, err))) goto done;
     meta = json_object_get(r->root, "ked_eval");
     int done0 = (int)json_array_size(r->results);
@@ -318,13 +364,24 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
                 }
         for (int j = 0; j < nb; j++) json_array_append_new(r->results, recs[j]);
         r->cases_done_here += nb;
-        if ((st = write_out(r, NULL, err))) goto done;
+        char *ret_line = NULL;
+        if (r->edit && o->sequential && o->retention) {
+            json_t *entry = NULL;
+            if ((st = retention_after(r, e, &entry, &ret_line, err))) goto done;
+            json_array_append_new(json_object_get(r->root, "retention"), entry);
+        }
+        if ((st = write_out(r, NULL, err))) { free(ret_line); goto done; }
         char *tb = NULL;
-        if (r->B > 1 && o->on_progress) { // the summary so far after each batch (issue 7)
+        if ((r->B > 1 || ret_line) && o->on_progress) { // the summary so far after each batch (issue 7)
             ked_eval_summary s2;
             json_decref(eval_summary_json(r->results, &s2));
             tb = eval_summary_table(r->root, &s2);
+            if (tb && ret_line) {
+                char *t2 = realloc(tb, strlen(tb) + strlen(ret_line) + 1);
+                if (t2) { tb = t2; strcat(tb, ret_line); }
+            }
         }
+        free(ret_line);
         progress_table(r, r->edit ? "edit" : "pre", e, r->n, tb);
         free(tb);
     }

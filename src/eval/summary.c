@@ -207,6 +207,38 @@ static void keys(sbuf *b, json_t *summary, const char *section) {
     }
 }
 
+// mean rewrite_acc[0] of results first..first+n-1 at a stage (NaN: none)
+static double batch_edit_succ(const json_t *results, int first, int n, const char *stage) {
+    acc_t a = {0, 0};
+    for (int i = first; i < first + n && i < (int)json_array_size(results); i++) {
+        json_t *ra = json_object_get(json_object_get(json_array_get(results, (size_t)i), stage), "rewrite_acc");
+        if (json_is_number(json_array_get(ra, 0))) add(&a, json_number_value(json_array_get(ra, 0)));
+    }
+    return stat_of(a, 100).mean;
+}
+
+// sequential runs: the first batch's Edit_Succ right after its edit and after the last one, and
+// (--retention) after each batch
+static void retention(sbuf *b, const json_t *root, const json_t *meta) {
+    const json_t *results = json_object_get(root, "results");
+    int B = (int)json_integer_value(json_object_get(meta, "batch"));
+    if (B < 1) B = 1;
+    double a = batch_edit_succ(results, 0, B, "post"), z = batch_edit_succ(results, 0, B, "post_final");
+    if (!isfinite(a) || !isfinite(z)) return;
+    sb_printf(b, "retention: the first %s's Edit_Succ %.2f right after its edit, %.2f after the last", B > 1 ? "batch" : "edit",
+              a, z);
+    if (a > 0) sb_printf(b, " (%.2f of it)", z / a);
+    sb_printf(b, "\n");
+    const json_t *curve = json_object_get(root, "retention");
+    if (!json_array_size(curve)) return;
+    sb_printf(b, "  after each batch:");
+    for (size_t i = 0; i < json_array_size(curve); i++) {
+        json_t *v = json_array_get(json_object_get(json_array_get(curve, i), "rewrite_acc"), 0);
+        sb_printf(b, " %.1f", json_is_number(v) ? json_number_value(v) * 100 : NAN);
+    }
+    sb_printf(b, "\n");
+}
+
 char *eval_summary_table(const json_t *root, const ked_eval_summary *sum) {
     sbuf b = {0};
     json_t *meta = json_object_get(root, "ked_eval");
@@ -230,6 +262,7 @@ char *eval_summary_table(const json_t *root, const ked_eval_summary *sum) {
         if (sum->has_post) row_cf(&b, "post", &sum->post);
         if (sum->has_post_final) row_cf(&b, "post_final", &sum->post_final);
     }
+    if (meta && sum->has_post_final) retention(&b, root, meta);
     if (summary) {
         sb_printf(&b, "per key (mean over cases of the case's mean, x100):\n");
         keys(&b, summary, "locality");
