@@ -91,6 +91,35 @@ static void resume(const char *name, const char *args, int n, int k) {
     free(b);
 }
 
+// rewrite_acc[0] of case i at a stage
+static double case_acc(json_t *j, int i, const char *stage) {
+    json_t *r = json_array_get(json_object_get(j, "results"), (size_t)i);
+    return json_number_value(json_array_get(json_object_get(json_object_get(r, stage), "rewrite_acc"), 0));
+}
+
+// --retention with --batch 1: after edit k, k + 1 values; edit k's own is its post, and after
+// the last edit every case's is its post_final
+static void retention_check(json_t *j, int n) {
+    json_t *R = json_object_get(j, "retention");
+    CHECK((int)json_array_size(R) == n, "retention: %zu entries for %d edits", json_array_size(R), n);
+    int differ = 0;
+    for (int k = 0; k < (int)json_array_size(R); k++) {
+        json_t *e = json_array_get(R, (size_t)k), *acc = json_object_get(e, "rewrite_acc");
+        CHECK(json_integer_value(json_object_get(e, "after")) == k + 1 && (int)json_array_size(acc) == k + 1,
+              "retention entry %d: after %d, %zu values", k, (int)json_integer_value(json_object_get(e, "after")),
+              json_array_size(acc));
+        CHECK(fabs(json_number_value(json_array_get(acc, (size_t)k)) - case_acc(j, k, "post")) < 1e-12,
+              "retention entry %d: its own edit's value is not its post", k);
+        for (int i = 0; k == n - 1 && i < n; i++) {
+            CHECK(fabs(json_number_value(json_array_get(acc, (size_t)i)) - case_acc(j, i, "post_final")) < 1e-12,
+                  "retention after the last edit: case %d is not its post_final", i);
+            differ += case_acc(j, i, "post") != case_acc(j, i, "post_final");
+        }
+    }
+    printf("retention: %d of %d cases changed between post and post_final; first case %.3f -> %.3f\n", differ, n,
+           case_acc(j, 0, "post"), case_acc(j, 0, "post_final"));
+}
+
 static double stage_val(json_t *j, const char *stage, const char *key) {
     return json_number_value(json_object_get(json_object_get(json_object_get(j, "summary"), stage), key));
 }
@@ -115,7 +144,7 @@ int main(void) {
     json_t *cr_def = eval("cf_rome_defaults", a, 50, 1, 1);
     snprintf(a, sizeof a, "%s --method ft --hparams tests/data/eval/FT-llama-7b-tinystories.yaml", Z);
     json_t *zf_yaml = eval("zsre_ft_yaml", a, 50, 0, 1);
-    snprintf(a, sizeof a, "%s --method ft-m --sequential", C);
+    snprintf(a, sizeof a, "%s --method ft-m --sequential --retention", C);
     json_t *cf_seq = eval("cf_ftm_sequential", a, 50, 1, 1);
     resume("cf_ftm_sequential", a, 50, 30);
     snprintf(a, sizeof a, "%s --method ft-m --batch 10", C);
@@ -128,6 +157,7 @@ int main(void) {
         CHECK(stage_val(cr_def, "post", "efficacy_score") > stage_val(cr_def, "pre", "efficacy_score"),
               "CounterFact ROME defaults: efficacy score did not rise");
     if (cf_seq) CHECK(json_is_object(json_object_get(json_object_get(cf_seq, "summary"), "post_final")), "post_final summary");
+    if (cf_seq) retention_check(cf_seq, 50);
     // batch mode measures pre on the unedited model: the same as every other mode's pre
     if (cf_batch && cr_def)
         CHECK(json_equal(json_object_get(json_object_get(cf_batch, "summary"), "pre"),
@@ -136,6 +166,8 @@ int main(void) {
     // the CLI's errors
     CHECK(sh("%s eval --model models/TinyStories-656K %s --method nope --out %s/x.json 2>/dev/null", ked_bin, Z, dir) != 0,
           "unknown method accepted");
+    CHECK(sh("%s eval --model models/TinyStories-656K %s --method rome --retention --out %s/x.json 2>/dev/null", ked_bin, Z,
+             dir) != 0, "--retention without --sequential accepted");
     snprintf(a, sizeof a, "%s --method rome", Z);
     CHECK(sh("%s eval --model models/TinyStories-656K %s --n 49 --out %s/zsre_rome_defaults.json 2>%s/x.err", ked_bin, a,
              dir, dir) != 0, "a file of other settings was overwritten");

@@ -231,7 +231,7 @@ static void retention(sbuf *b, const json_t *root, const json_t *meta) {
     sb_printf(b, "\n");
     const json_t *curve = json_object_get(root, "retention");
     if (!json_array_size(curve)) return;
-    sb_printf(b, "  after each batch:");
+    sb_printf(b, "  after each %s:", B > 1 ? "batch" : "edit");
     for (size_t i = 0; i < json_array_size(curve); i++) {
         json_t *v = json_array_get(json_object_get(json_array_get(curve, i), "rewrite_acc"), 0);
         sb_printf(b, " %.1f", json_is_number(v) ? json_number_value(v) * 100 : NAN);
