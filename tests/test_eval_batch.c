@@ -17,6 +17,7 @@
 #include "ked.h"
 
 static const char *MODEL = "models/TinyStories-656K";
+static int last_null_space; // AlphaEdit's null space of edit3's last edit
 static int n_tables, n_reports, retention; // retention: ked_eval_opts.retention of the runs
 static ked_stats_opts so;
 
@@ -93,8 +94,10 @@ static int edit3(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const ked_hpa
     eo.editor = ed;
     ked_patch *p = NULL;
     int id = -1;
-    CHECK_OK(ked_edit_batch(m, tok, hp, rq, 3, &eo, &p, NULL, &err), &err);
+    ked_edit_info info;
+    CHECK_OK(ked_edit_batch(m, tok, hp, rq, 3, &eo, &p, &info, &err), &err);
     if (p) CHECK_OK(ked_editor_apply(ed, p, &id, &err), &err);
+    last_null_space = info.null_space_dim;
     return id;
 }
 
@@ -204,6 +207,14 @@ int main(void) {
                    want2[i]);
         }
         ked_editor_free(ed);
+        json_t *ns = json_object_get(json_object_get(A, "edit_info"), "null_space"); // [kept, of, layer]
+        CHECK(json_array_size(ns) == 3 && json_integer_value(json_array_get(ns, 0)) == last_null_space &&
+                  json_integer_value(json_array_get(ns, 1)) == ked_model_config(m)->d_ff &&
+                  json_integer_value(json_array_get(ns, 2)) == hp.layers[0],
+              "edit_info.null_space: [%d, %d, %d], the edit by hand keeps %d of %d at layer %d",
+              (int)json_integer_value(json_array_get(ns, 0)), (int)json_integer_value(json_array_get(ns, 1)),
+              (int)json_integer_value(json_array_get(ns, 2)), last_null_space, ked_model_config(m)->d_ff, hp.layers[0]);
+        CHECK(!json_object_get(M, "edit_info"), "memit: an edit_info in the results");
         // retention: after batch 1, batch 1's means (= its post); after batch 2, both batches'
         // (= post_final of batch 1 and post of batch 2, which is also its post_final); the
         // accuracies (0 here: 6 v* steps do not land these edits) and the NLLs (ROME's probabilities)

@@ -147,11 +147,23 @@ static ked_edit_opts edit_opts(run_ctx *r) {
     return eo;
 }
 
+// AlphaEdit: the null space its projector keeps, {"null_space": [kept, of, layer]} (the same for
+// every edit of a run: the projector is the base model's; docs/editing.md)
+static void note_edit(run_ctx *r, const ked_edit_info *info) {
+    if (strcmp(info->method, "alphaedit")) return;
+    json_t *e = json_object();
+    json_object_set_new(e, "null_space", json_pack("[i,i,i]", info->null_space_dim, ked_model_config(r->m)->d_ff,
+                                                   info->layer));
+    json_object_set_new(r->root, "edit_info", e);
+}
+
 // edit case i and apply the patch; *id its editor id
 static ked_status do_edit(run_ctx *r, int i, int *id, ked_error *err) {
     ked_edit_opts eo = edit_opts(r);
     ked_patch *p = NULL;
-    ked_status st = ked_edit(r->m, r->tok, r->o->hp, &case_at(r, i)->req, &eo, &p, NULL, err);
+    ked_edit_info info;
+    ked_status st = ked_edit(r->m, r->tok, r->o->hp, &case_at(r, i)->req, &eo, &p, &info, err);
+    if (!st) note_edit(r, &info);
     if (!st) st = ked_editor_apply(r->ed, p, id, err);
     if (st) ked_prefix_error(err, "case %d (record %d): edit", i, case_at(r, i)->record);
     r->edits_done += !st;
@@ -166,8 +178,10 @@ static ked_status do_edit_joint(run_ctx *r, int s, int e, int *id, ked_error *er
     if (!rq) return KED_ERR_NOMEM;
     for (int i = s; i < e; i++) rq[i - s] = case_at(r, i)->req;
     ked_patch *p = NULL;
-    ked_status st = ked_edit_batch(r->m, r->tok, r->o->hp, rq, nb, &eo, &p, NULL, err);
+    ked_edit_info info;
+    ked_status st = ked_edit_batch(r->m, r->tok, r->o->hp, rq, nb, &eo, &p, &info, err);
     free(rq);
+    if (!st) note_edit(r, &info);
     if (!st) st = ked_editor_apply(r->ed, p, id, err);
     if (st) ked_prefix_error(err, "cases %d..%d (records %d..%d): batch edit", s, e - 1, case_at(r, s)->record,
                              case_at(r, e - 1)->record);
@@ -261,6 +275,8 @@ static ked_status resume_load(run_ctx *r, json_t *meta, ked_error *err) {
     json_object_set(r->root, "results", res);
     json_decref(r->results);
     r->results = json_incref(res);
+    if (json_is_object(json_object_get(old, "edit_info")))
+        json_object_set(r->root, "edit_info", json_object_get(old, "edit_info"));
     json_t *ret = json_object_get(old, "retention");
     if (json_is_array(ret) && json_object_get(r->root, "retention")) json_object_set(r->root, "retention", ret);
     json_t *c = json_object_get(om, "complete");

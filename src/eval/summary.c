@@ -263,6 +263,11 @@ char *eval_summary_table(const json_t *root, const ked_eval_summary *sum) {
         if (sum->has_post_final) row_cf(&b, "post_final", &sum->post_final);
     }
     if (meta && sum->has_post_final) retention(&b, root, meta);
+    json_t *ei = json_object_get(root, "edit_info"), *ns = json_object_get(ei, "null_space");
+    if (json_array_size(ns) == 3)
+        sb_printf(&b, "AlphaEdit: null space of C kept: %d of %d dimensions (layer %d)\n",
+                  (int)json_integer_value(json_array_get(ns, 0)), (int)json_integer_value(json_array_get(ns, 1)),
+                  (int)json_integer_value(json_array_get(ns, 2)));
     if (summary) {
         sb_printf(&b, "per key (mean over cases of the case's mean, x100):\n");
         keys(&b, summary, "locality");
