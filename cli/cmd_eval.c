@@ -32,7 +32,7 @@ static const char *usage =
     "                      edit them jointly (one edit), other methods one after another; the\n"
     "                      summary table is printed after each batch\n"
     "  --retention         with --sequential: after each batch, Edit_Succ (rewrite_acc) of every\n"
-    "                      batch edited so far, printed and kept in the results' \"retention\"\n"
+    "                      batch edited so far, printed and kept in the results' \"retention\" list\n"
     "  --seed S            seed of the context templates and the fluency samples (default 0)\n"
     "  --no-fluency        leave out fluency (the 100-token generations)\n"
     "  --aligned-targets   where the tokenizer merges across the prompt/target boundary, score\n"

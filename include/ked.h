@@ -761,9 +761,10 @@ typedef struct {
     int fluency_len;          // total tokens of the generation, prompt included (EasyEdit: 100)
     int aligned_targets;      // 0: EasyEdit's count-based labels; 1: where a tokenizer merges
                               // across the prompt/target boundary, prompt ids + the target's ids
-    int retention;            // sequential: after each batch, the rewrite_acc of every case
-                              // edited so far, as a mean per batch, into the file's "retention"
-                              // list and the progress table (n^2 / 2B teacher-forced prompts)
+    int retention;            // sequential: after each batch, the rewrite_acc and target_new NLL
+                              // of every case edited so far, as means per batch, into the file's
+                              // "retention" list and the progress table (n^2 / 2B teacher-forced
+                              // prompts)
     const char *out;          // results JSON, written atomically after each case or batch; a
                               // file from an interrupted run of the same settings is resumed
     const char *model_name;   // recorded in the file (checked on resume); NULL: the model path

@@ -85,13 +85,11 @@ static const ked_case *case_at(run_ctx *r, int i) { return ked_dataset_case(r->d
 // teacher-forced token accuracy of target_new after the prompt) and the mean per-token NLL of
 // target_new (ROME's rewrite probability, which shows a fading edit before its accuracy drops)
 // on the model as it is now, as means per batch: {"after": e, "rewrite_acc": [batch 1, ...],
-// "rewrite_nll": [...]} (NaN: null). *line: the accuracies x100 for the progress table (malloc'd).
-static ked_status retention_after(run_ctx *r, int e, json_t **entry, char **line, ked_error *err) {
+// "rewrite_nll": [...]} (NaN: null); the summary table prints it (summary.c)
+static ked_status retention_after(run_ctx *r, int e, json_t **entry, ked_error *err) {
     json_t *means = json_array(), *nlls = json_array();
-    size_t cap = 96 + (size_t)(e / r->B + 1) * 8, len;
-    char *s = malloc(cap);
-    if (!means || !nlls || !s) { json_decref(means); json_decref(nlls); free(s); return ked_fail(err, KED_ERR_NOMEM, "out of memory"); }
-    len = (size_t)snprintf(s, cap, "retention (Edit_Succ of each batch so far, now):");
+    *entry = json_pack("{s:i,s:o,s:o}", "after", e, "rewrite_acc", means, "rewrite_nll", nlls);
+    if (!*entry) return ked_fail(err, KED_ERR_NOMEM, "out of memory");
     for (int b0 = 0; b0 < e; b0 += r->B) {
         int b1 = b0 + r->B < e ? b0 + r->B : e, n = 0;
         double sum = 0, sum_nll = 0;
@@ -103,22 +101,16 @@ static ked_status retention_after(run_ctx *r, int e, json_t **entry, char **line
                                                 &nll, NULL, NULL, &k, err);
             if (st) {
                 ked_prefix_error(err, "case %d (record %d): retention", i, case_at(r, i)->record);
-                json_decref(means);
-                json_decref(nlls);
-                free(s);
+                json_decref(*entry);
+                *entry = NULL;
                 return st;
             }
             if (isfinite(acc)) { sum += acc; sum_nll += nll; n++; }
         }
-        double mean = n ? sum / n : NAN;
-        json_array_append_new(means, eval_real(mean));
+        json_array_append_new(means, eval_real(n ? sum / n : NAN));
         json_array_append_new(nlls, eval_real(n ? sum_nll / n : NAN));
-        len += (size_t)snprintf(s + len, cap - len, " %.1f", mean * 100);
     }
-    snprintf(s + len, cap - len, "\n");
-    *entry = json_pack("{s:i,s:o,s:o}", "after", e, "rewrite_acc", means, "rewrite_nll", nlls);
-    *line = s;
-    return *entry ? KED_OK : ked_fail(err, KED_ERR_NOMEM, "out of memory");
+    return KED_OK;
 }
 
 static quality_opts qopts(run_ctx *r, int i) {
@@ -380,24 +372,18 @@ ked_status ked_eval_run(ked_model *m, const ked_tokenizer *tok, const ked_datase
                 }
         for (int j = 0; j < nb; j++) json_array_append_new(r->results, recs[j]);
         r->cases_done_here += nb;
-        char *ret_line = NULL;
         if (r->edit && o->sequential && o->retention) {
             json_t *entry = NULL;
-            if ((st = retention_after(r, e, &entry, &ret_line, err))) goto done;
+            if ((st = retention_after(r, e, &entry, err))) goto done;
             json_array_append_new(json_object_get(r->root, "retention"), entry);
         }
-        if ((st = write_out(r, NULL, err))) { free(ret_line); goto done; }
+        if ((st = write_out(r, NULL, err))) goto done;
         char *tb = NULL;
-        if ((r->B > 1 || ret_line) && o->on_progress) { // the summary so far after each batch (issue 7)
+        if ((r->B > 1 || o->retention) && o->on_progress) { // the summary so far after each batch (issue 7)
             ked_eval_summary s2;
             json_decref(eval_summary_json(r->results, &s2));
             tb = eval_summary_table(r->root, &s2);
-            if (tb && ret_line) {
-                char *t2 = realloc(tb, strlen(tb) + strlen(ret_line) + 1);
-                if (t2) { tb = t2; strcat(tb, ret_line); }
-            }
         }
-        free(ret_line);
         progress_table(r, r->edit ? "edit" : "pre", e, r->n, tb);
         free(tb);
     }

@@ -217,23 +217,32 @@ static double batch_edit_succ(const json_t *results, int first, int n, const cha
     return stat_of(a, 100).mean;
 }
 
-// sequential runs: the first batch's Edit_Succ right after its edit and after the last one, and
-// (--retention) after each batch
-static void retention(sbuf *b, const json_t *root, const json_t *meta) {
+// sequential runs: the first batch's Edit_Succ right after its edit and after the last one;
+// --retention: the first batch's after each batch, and every batch's after the latest
+static void retention(sbuf *b, const json_t *root, const json_t *meta, int has_post_final) {
     const json_t *results = json_object_get(root, "results");
     int B = (int)json_integer_value(json_object_get(meta, "batch"));
     if (B < 1) B = 1;
+    const char *unit = B > 1 ? "batch" : "edit";
     double a = batch_edit_succ(results, 0, B, "post"), z = batch_edit_succ(results, 0, B, "post_final");
-    if (!isfinite(a) || !isfinite(z)) return;
-    sb_printf(b, "retention: the first %s's Edit_Succ %.2f right after its edit, %.2f after the last", B > 1 ? "batch" : "edit",
-              a, z);
-    if (a > 0) sb_printf(b, " (%.2f of it)", z / a);
-    sb_printf(b, "\n");
+    if (has_post_final && isfinite(a) && isfinite(z)) {
+        sb_printf(b, "retention: the first %s's Edit_Succ %.2f right after its edit, %.2f after the last", unit, a, z);
+        if (a > 0) sb_printf(b, " (%.2f of it)", z / a);
+        sb_printf(b, "\n");
+    }
     const json_t *curve = json_object_get(root, "retention");
-    if (!json_array_size(curve)) return;
-    sb_printf(b, "  after each %s:", B > 1 ? "batch" : "edit");
-    for (size_t i = 0; i < json_array_size(curve); i++) {
+    size_t nc = json_array_size(curve);
+    if (!nc) return;
+    sb_printf(b, "retention: the first %s's Edit_Succ after each %s:", unit, unit);
+    for (size_t i = 0; i < nc; i++) {
         json_t *v = json_array_get(json_object_get(json_array_get(curve, i), "rewrite_acc"), 0);
+        sb_printf(b, " %.1f", json_is_number(v) ? json_number_value(v) * 100 : NAN);
+    }
+    json_t *now = json_object_get(json_array_get(curve, nc - 1), "rewrite_acc");
+    sb_printf(b, "\nretention: each %s's Edit_Succ with %d cases edited:", unit,
+              (int)json_integer_value(json_object_get(json_array_get(curve, nc - 1), "after")));
+    for (size_t i = 0; i < json_array_size(now); i++) {
+        json_t *v = json_array_get(now, i);
         sb_printf(b, " %.1f", json_is_number(v) ? json_number_value(v) * 100 : NAN);
     }
     sb_printf(b, "\n");
@@ -262,7 +271,7 @@ char *eval_summary_table(const json_t *root, const ked_eval_summary *sum) {
         if (sum->has_post) row_cf(&b, "post", &sum->post);
         if (sum->has_post_final) row_cf(&b, "post_final", &sum->post_final);
     }
-    if (meta && sum->has_post_final) retention(&b, root, meta);
+    if (meta) retention(&b, root, meta, sum->has_post_final);
     json_t *ei = json_object_get(root, "edit_info"), *ns = json_object_get(ei, "null_space");
     if (json_array_size(ns) == 3)
         sb_printf(&b, "AlphaEdit: null space of C kept: %d of %d dimensions (layer %d)\n",
