@@ -90,8 +90,15 @@ static inline float test_maxdiff(const float *a, const float *b, size_t n, size_
     return m;
 }
 
+// rewrite_acc[0] of case i at a stage ("pre", "post", "post_final") of a `ked eval` results file
+static inline double test_rewrite_acc(json_t *root, int i, const char *stage) {
+    json_t *r = json_array_get(json_object_get(root, "results"), (size_t)i);
+    return json_number_value(json_array_get(json_object_get(json_object_get(r, stage), "rewrite_acc"), 0));
+}
+
 // keep the first k results of a finished `ked eval` results file `from`, mark it unfinished and
-// write it to `to`: what an interrupted run leaves (--retention's list cut to match). 0 (a failed check) when `from` cannot be read
+// write it to `to`: what an interrupted run leaves (--retention's list cut to match). 0 (a
+// failed check) when `from` cannot be read
 static inline int test_truncate_results(const char *from, const char *to, int k) {
     json_error_t je;
     json_t *root = json_load_file(from, 0, &je);

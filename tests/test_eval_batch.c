@@ -54,15 +54,8 @@ static ked_status run(ked_model *m, ked_tokenizer *tok, ked_dataset *d, const ch
     return st;
 }
 
-// rewrite_acc[0] of case i at a stage of a results file
-static double rewrite_acc(json_t *root, int i, const char *stage) {
-    json_t *a = json_object_get(json_object_get(json_array_get(json_object_get(root, "results"), (size_t)i), stage),
-                                "rewrite_acc");
-    return json_number_value(json_array_get(a, 0));
-}
-
 // the NLL of target_new after the rewrite prompt (ROME's probabilities) in a results file
-static double post_acc(json_t *root, int i, const char *stage) {
+static double rewrite_nll(json_t *root, int i, const char *stage) {
     json_t *a = json_object_get(json_object_get(json_array_get(json_object_get(root, "results"), (size_t)i), stage),
                                 "rewrite_prompts_probs");
     return json_number_value(json_object_get(json_array_get(a, 0), "target_new"));
@@ -156,7 +149,7 @@ int main(void) {
         acc3(m, tok, d, 3, want);
         int changed = 0;
         for (int i = 0; i < 3; i++) {
-            double got = post_acc(M, 3 + i, "post");
+            double got = rewrite_nll(M, 3 + i, "post");
             CHECK(fabs(got - want[i]) < 1e-12, "memit batch: case %d post NLL %g, the joint edit gives %g", 3 + i,
                   got, want[i]);
             changed += want[i] != pre[i];
@@ -197,12 +190,12 @@ int main(void) {
         acc3(m, tok, d, 3, want2);
         acc3(m, tok, d, 0, fin);
         for (int i = 0; i < 3; i++) {
-            CHECK(fabs(post_acc(A, i, "post") - want1[i]) < 1e-12, "alphaedit: case %d post %g vs %g", i,
-                  post_acc(A, i, "post"), want1[i]);
-            CHECK(fabs(post_acc(A, 3 + i, "post") - want2[i]) < 1e-12, "alphaedit: case %d post %g vs %g", 3 + i,
-                  post_acc(A, 3 + i, "post"), want2[i]);
-            CHECK(fabs(post_acc(A, i, "post_final") - fin[i]) < 1e-12, "alphaedit: case %d post_final %g vs %g", i,
-                  post_acc(A, i, "post_final"), fin[i]);
+            CHECK(fabs(rewrite_nll(A, i, "post") - want1[i]) < 1e-12, "alphaedit: case %d post %g vs %g", i,
+                  rewrite_nll(A, i, "post"), want1[i]);
+            CHECK(fabs(rewrite_nll(A, 3 + i, "post") - want2[i]) < 1e-12, "alphaedit: case %d post %g vs %g", 3 + i,
+                  rewrite_nll(A, 3 + i, "post"), want2[i]);
+            CHECK(fabs(rewrite_nll(A, i, "post_final") - fin[i]) < 1e-12, "alphaedit: case %d post_final %g vs %g", i,
+                  rewrite_nll(A, i, "post_final"), fin[i]);
             printf("  alphaedit seq: case %d NLL post %.4f post_final %.4f; case %d post %.4f\n", i, want1[i], fin[i], 3 + i,
                    want2[i]);
         }
@@ -224,9 +217,9 @@ int main(void) {
             const char *key = q ? "rewrite_nll" : "rewrite_acc";
             double want[3] = {0, 0, 0}; // batch 1 post, batch 1 post_final, batch 2 post
             for (int i = 0; i < 3; i++) {
-                want[0] += (q ? post_acc(A, i, "post") : rewrite_acc(A, i, "post")) / 3;
-                want[1] += (q ? post_acc(A, i, "post_final") : rewrite_acc(A, i, "post_final")) / 3;
-                want[2] += (q ? post_acc(A, 3 + i, "post") : rewrite_acc(A, 3 + i, "post")) / 3;
+                want[0] += (q ? rewrite_nll(A, i, "post") : test_rewrite_acc(A, i, "post")) / 3;
+                want[1] += (q ? rewrite_nll(A, i, "post_final") : test_rewrite_acc(A, i, "post_final")) / 3;
+                want[2] += (q ? rewrite_nll(A, 3 + i, "post") : test_rewrite_acc(A, 3 + i, "post")) / 3;
             }
             for (int k = 0; k < 3; k++) {
                 json_t *e = json_array_get(R, k ? 1 : 0);

@@ -91,12 +91,6 @@ static void resume(const char *name, const char *args, int n, int k) {
     free(b);
 }
 
-// rewrite_acc[0] of case i at a stage
-static double case_acc(json_t *j, int i, const char *stage) {
-    json_t *r = json_array_get(json_object_get(j, "results"), (size_t)i);
-    return json_number_value(json_array_get(json_object_get(json_object_get(r, stage), "rewrite_acc"), 0));
-}
-
 // --retention with --batch 1: after edit k, k + 1 values; edit k's own is its post, and after
 // the last edit every case's is its post_final
 static void retention_check(json_t *j, int n) {
@@ -108,16 +102,16 @@ static void retention_check(json_t *j, int n) {
         CHECK(json_integer_value(json_object_get(e, "after")) == k + 1 && (int)json_array_size(acc) == k + 1,
               "retention entry %d: after %d, %zu values", k, (int)json_integer_value(json_object_get(e, "after")),
               json_array_size(acc));
-        CHECK(fabs(json_number_value(json_array_get(acc, (size_t)k)) - case_acc(j, k, "post")) < 1e-12,
+        CHECK(fabs(json_number_value(json_array_get(acc, (size_t)k)) - test_rewrite_acc(j, k, "post")) < 1e-12,
               "retention entry %d: its own edit's value is not its post", k);
         for (int i = 0; k == n - 1 && i < n; i++) {
-            CHECK(fabs(json_number_value(json_array_get(acc, (size_t)i)) - case_acc(j, i, "post_final")) < 1e-12,
+            CHECK(fabs(json_number_value(json_array_get(acc, (size_t)i)) - test_rewrite_acc(j, i, "post_final")) < 1e-12,
                   "retention after the last edit: case %d is not its post_final", i);
-            differ += case_acc(j, i, "post") != case_acc(j, i, "post_final");
+            differ += test_rewrite_acc(j, i, "post") != test_rewrite_acc(j, i, "post_final");
         }
     }
     printf("retention: %d of %d cases changed between post and post_final; first case %.3f -> %.3f\n", differ, n,
-           case_acc(j, 0, "post"), case_acc(j, 0, "post_final"));
+           test_rewrite_acc(j, 0, "post"), test_rewrite_acc(j, 0, "post_final"));
 }
 
 static double stage_val(json_t *j, const char *stage, const char *key) {
